@@ -1,0 +1,51 @@
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use ingest_shared::config::{
+    ConfigError, DEFAULT_DATABASE_URL, Env, SecretUrl, millis_or, parse_in_range, parse_or,
+    string_or,
+};
+use ingest_shared::nats::StreamSettings;
+use ingest_shared::signature::WebhookSecrets;
+
+/// Everything the gateway reads from the environment, parsed once at start-up.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub addr: SocketAddr,
+    pub secrets: WebhookSecrets,
+    pub database_url: SecretUrl,
+    pub db_max_connections: u32,
+    pub nats: StreamSettings,
+    pub max_body_bytes: usize,
+    /// Bound on the wait for JetStream's PubAck; past it the sender gets 503 and retries.
+    pub publish_timeout: Duration,
+    /// Bound on reading a request body, so a sender that never finishes cannot hold a slot.
+    pub body_timeout: Duration,
+    pub retry_after_secs: u64,
+    /// Publishes awaiting their PubAck at once, across all requests.
+    pub max_inflight_publishes: usize,
+    pub log_level: String,
+}
+
+impl Config {
+    pub fn from_env(env: &dyn Env) -> Result<Self, ConfigError> {
+        Ok(Self {
+            addr: parse_or(env, "GATEWAY_ADDR", SocketAddr::from(([0, 0, 0, 0], 8000)))?,
+            secrets: WebhookSecrets::from_list(&env.get("WEBHOOK_SECRET").unwrap_or_default()),
+            database_url: SecretUrl::new(string_or(env, "DATABASE_URL", DEFAULT_DATABASE_URL)),
+            db_max_connections: parse_in_range(env, "GATEWAY_DB_MAX_CONNECTIONS", 8, 1..=1000)?,
+            nats: StreamSettings::from_env(env)?,
+            max_body_bytes: parse_in_range(env, "MAX_BODY_BYTES", 1 << 20, 64..=64 << 20)?,
+            publish_timeout: millis_or(env, "PUBLISH_TIMEOUT_MS", 2000, 10..=60_000)?,
+            body_timeout: millis_or(env, "BODY_TIMEOUT_MS", 10_000, 100..=600_000)?,
+            retry_after_secs: parse_in_range(env, "RETRY_AFTER_SECS", 1, 1..=3600)?,
+            max_inflight_publishes: parse_in_range(
+                env,
+                "MAX_INFLIGHT_PUBLISHES",
+                8192,
+                1..=1_000_000,
+            )?,
+            log_level: string_or(env, "LOG_LEVEL", "info"),
+        })
+    }
+}

@@ -1,0 +1,143 @@
+//! The HTTP edge: verifies and validates webhooks, stores them in JetStream, and serves health
+//! and metrics. `main.rs` is a thin shell over [`Application`], so tests run it in-process.
+
+mod config;
+mod error;
+mod observe;
+mod routes;
+mod state;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_nats::jetstream;
+use axum::Router;
+use axum::http::{Method, Uri};
+use ingest_shared::{db, nats, telemetry};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use config::Config;
+pub use error::ApiError;
+pub use routes::webhook::RESULTS as WEBHOOK_RESULTS;
+
+use state::{AppState, Inner};
+
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    state: AppState,
+    background: CancellationToken,
+}
+
+impl Application {
+    /// Binds the listener and starts the background set-up (stream, migrations). Neither NATS nor
+    /// Postgres has to be up: the gateway starts not-ready and becomes ready when they answer.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let metrics = telemetry::metrics_handle();
+        register_metrics();
+
+        let client = nats::connect(&config.nats.url, "ingest-gateway")
+            .await
+            .context("NATS_URL")?;
+        let jetstream = jetstream::ContextBuilder::new()
+            .timeout(config.publish_timeout)
+            .max_ack_inflight(config.max_inflight_publishes)
+            .backpressure_on_inflight(true)
+            .build(client.clone());
+        let db = db::lazy_pool(
+            &config.database_url,
+            config.db_max_connections,
+            std::time::Duration::from_secs(2),
+        )
+        .context("DATABASE_URL")?;
+
+        let background = CancellationToken::new();
+        {
+            let (js, settings, cancel) =
+                (jetstream.clone(), config.nats.clone(), background.clone());
+            tokio::spawn(
+                async move { nats::ensure_stream_with_retry(&js, &settings, &cancel).await },
+            );
+            let (db, cancel) = (db.clone(), background.clone());
+            tokio::spawn(async move { db::migrate_with_retry(&db, &cancel).await });
+        }
+
+        let listener = TcpListener::bind(config.addr)
+            .await
+            .with_context(|| format!("GATEWAY_ADDR: cannot listen on {}", config.addr))?;
+        let state = AppState::new(Inner {
+            subject: config.nats.subject.clone().into(),
+            config,
+            nats: client,
+            jetstream,
+            db,
+            metrics,
+        });
+        let router = router(state.clone());
+        Ok(Self {
+            listener,
+            router,
+            state,
+            background,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    pub fn port(&self) -> u16 {
+        self.local_addr().port()
+    }
+
+    /// Serves until `shutdown` resolves, then lets in-flight requests finish.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let served = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await;
+        self.background.cancel();
+        // Publishes already acknowledged are stored; this only pushes out what is buffered.
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.state.nats.flush()).await;
+        tracing::info!("gateway stopped");
+        served.context("http server")
+    }
+}
+
+fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(routes::webhook::router())
+        .merge(routes::health::router())
+        .merge(routes::metrics::router())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(observe::observe))
+        .with_state(state)
+}
+
+async fn not_found(_: Method, _: Uri) -> ApiError {
+    ApiError::NotFound
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+/// Every labelled series the README documents exists from start-up, at 0, so dashboards and
+/// alerts never see "no data".
+fn register_metrics() {
+    for result in routes::webhook::RESULTS {
+        metrics::counter!("webhook_requests_total", "result" => result).increment(0);
+    }
+    for status in ["200", "401", "413", "415", "422", "503"] {
+        metrics::counter!("http_requests_total", "path" => "/webhook", "status" => status)
+            .increment(0);
+    }
+}

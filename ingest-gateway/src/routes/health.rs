@@ -1,0 +1,79 @@
+//! Liveness and readiness. Ready means a webhook sent now would be stored and readable.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use ingest_shared::db;
+use serde_json::json;
+
+use crate::state::AppState;
+
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/health/live", get(live))
+        .route("/health/ready", get(ready))
+}
+
+async fn live() -> impl IntoResponse {
+    Json(json!({"status": "alive"}))
+}
+
+async fn ready(State(state): State<AppState>) -> impl IntoResponse {
+    let secret = if state.config.secrets.is_empty() {
+        Err("WEBHOOK_SECRET is not set")
+    } else {
+        Ok(())
+    };
+    let (database, stream) = tokio::join!(check_database(&state), check_stream(&state));
+    let checks = [
+        ("secret", secret),
+        ("database", database),
+        ("stream", stream),
+    ];
+    let missing: Vec<&str> = checks
+        .iter()
+        .filter(|(_, r)| r.is_err())
+        .map(|(name, _)| *name)
+        .collect();
+    let details: serde_json::Map<String, serde_json::Value> = checks
+        .iter()
+        .map(|(name, r)| ((*name).to_owned(), json!(r.err().unwrap_or("ok"))))
+        .collect();
+    let status = if missing.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = json!({
+        "status": if missing.is_empty() { "ready" } else { "not_ready" },
+        "missing": missing,
+        "checks": details,
+    });
+    (status, Json(body))
+}
+
+async fn check_database(state: &AppState) -> Result<(), &'static str> {
+    match tokio::time::timeout(CHECK_TIMEOUT, db::schema_ready(&state.db)).await {
+        Ok(Ok(true)) => Ok(()),
+        Ok(Ok(false)) => Err("schema not applied"),
+        Ok(Err(_)) | Err(_) => Err("postgres unreachable"),
+    }
+}
+
+async fn check_stream(state: &AppState) -> Result<(), &'static str> {
+    if state.nats.connection_state() != async_nats::connection::State::Connected {
+        return Err("nats disconnected");
+    }
+    let name = &state.config.nats.stream;
+    match tokio::time::timeout(CHECK_TIMEOUT, state.jetstream.get_stream(name)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(_)) => Err("stream missing"),
+        Err(_) => Err("jetstream timed out"),
+    }
+}

@@ -1,0 +1,182 @@
+//! `POST /webhook`: verify, validate, publish to JetStream, answer only after the PubAck.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use async_nats::jetstream::publish::PublishAck;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Extension, Json, Router};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use ingest_shared::{RECEIVED_AT_HEADER, REQUEST_ID_HEADER, message};
+use serde_json::json;
+
+use crate::error::ApiError;
+use crate::observe::{RequestId, WebhookOutcome};
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/webhook", post(receive))
+}
+
+/// Every `result` label of `webhook_requests_total`.
+pub const RESULTS: [&str; 6] = [
+    "created",
+    "duplicate",
+    "invalid_signature",
+    "validation_error",
+    "too_large",
+    "unavailable",
+];
+
+async fn receive(
+    State(state): State<AppState>,
+    Extension(request_id): Extension<RequestId>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let mut outcome = WebhookOutcome::default();
+    let result = ingest(&state, &request_id, &headers, body, &mut outcome).await;
+    let mut response = match result {
+        Ok(()) => Json(json!({"status": "ok"})).into_response(),
+        Err(error) => {
+            outcome.result = error.webhook_result();
+            if let ApiError::Unavailable { reason, .. } = &error {
+                tracing::warn!(
+                    reason,
+                    message_id = outcome.message_id.as_deref(),
+                    "publish failed"
+                );
+            }
+            error.into_response()
+        }
+    };
+    metrics::counter!("webhook_requests_total", "result" => outcome.result).increment(1);
+    response.extensions_mut().insert(outcome);
+    response
+}
+
+#[tracing::instrument(name = "webhook", skip_all)]
+async fn ingest(
+    state: &AppState,
+    request_id: &RequestId,
+    headers: &HeaderMap,
+    body: Body,
+    outcome: &mut WebhookOutcome,
+) -> Result<(), ApiError> {
+    let received_at = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_micros();
+    let limit = state.config.max_body_bytes;
+    let body = read_body(headers, body, limit, state.config.body_timeout).await?;
+
+    // Before parsing: a forged request learns nothing about the schema.
+    state
+        .config
+        .secrets
+        .verify(&body, headers.get("x-signature").map(|v| v.as_bytes()))
+        .ok_or(ApiError::InvalidSignature)?;
+
+    if !is_json(headers) {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let message = message::parse(&body).map_err(ApiError::Validation)?;
+    outcome.message_id = Some(message.message_id.clone());
+
+    let ack = publish(state, &message.message_id, &request_id.0, received_at, body).await?;
+    outcome.dup = ack.duplicate;
+    outcome.result = if ack.duplicate {
+        "duplicate"
+    } else {
+        "created"
+    };
+    Ok(())
+}
+
+async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Bytes, ApiError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    match tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await {
+        Err(_) => Err(ApiError::BodyTimeout),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(error)) if error.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(ApiError::PayloadTooLarge { limit })
+        }
+        Ok(Err(_)) => Err(ApiError::BadBody),
+    }
+}
+
+/// No Content-Type is taken as JSON, as the older API did; any other declared type is refused.
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return true;
+    };
+    let Ok(value) = value.to_str() else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or("").trim();
+    essence.eq_ignore_ascii_case("application/json")
+        || (essence.len() > 5
+            && essence[essence.len() - 5..].eq_ignore_ascii_case("+json")
+            && essence[..essence.len() - 5]
+                .to_ascii_lowercase()
+                .starts_with("application/"))
+}
+
+/// Publishes the verified bytes with `Nats-Msg-Id = message_id` and waits for JetStream to say
+/// it has stored them. Anything short of a PubAck within the deadline is a 503.
+#[tracing::instrument(skip_all, fields(message_id))]
+async fn publish(
+    state: &AppState,
+    message_id: &str,
+    request_id: &str,
+    received_at_us: u128,
+    body: Bytes,
+) -> Result<PublishAck, ApiError> {
+    let unavailable = |reason| ApiError::Unavailable {
+        reason,
+        retry_after_secs: state.config.retry_after_secs,
+    };
+    // While disconnected the client would buffer the publish and we would wait out the whole
+    // deadline; answer at once instead.
+    if state.nats.connection_state() != async_nats::connection::State::Connected {
+        return Err(unavailable("nats disconnected"));
+    }
+    let mut nats_headers = async_nats::HeaderMap::new();
+    nats_headers.insert(async_nats::header::NATS_MESSAGE_ID, message_id);
+    nats_headers.insert(REQUEST_ID_HEADER, request_id);
+    nats_headers.insert(RECEIVED_AT_HEADER, received_at_us.to_string());
+
+    let started = Instant::now();
+    let acked = tokio::time::timeout(state.config.publish_timeout, async {
+        let pending = state
+            .jetstream
+            .publish_with_headers(state.subject.clone(), nats_headers, body)
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, "publish not sent");
+                unavailable("publish not sent")
+            })?;
+        pending.await.map_err(|e| {
+            tracing::warn!(error = %e, "publish not acknowledged");
+            unavailable("publish not acknowledged")
+        })
+    })
+    .await;
+    metrics::histogram!("gateway_publish_latency_ms")
+        .record(started.elapsed().as_secs_f64() * 1000.0);
+    acked.unwrap_or_else(|_| Err(unavailable("publish timed out")))
+}

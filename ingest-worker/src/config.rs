@@ -1,0 +1,64 @@
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use ingest_shared::config::{
+    ConfigError, DEFAULT_DATABASE_URL, Env, SecretUrl, millis_or, parse_in_range, parse_or,
+    secs_or, string_or,
+};
+use ingest_shared::nats::{ConsumerSettings, StreamSettings};
+
+/// Everything the worker reads from the environment, parsed once at start-up.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub addr: SocketAddr,
+    pub database_url: SecretUrl,
+    pub db_max_connections: u32,
+    pub nats: StreamSettings,
+    pub consumer: ConsumerSettings,
+    /// Most messages written in one statement.
+    pub batch_size: usize,
+    /// How long a partial batch waits for more messages before it is written.
+    pub batch_wait: Duration,
+    /// How often consumer lag is read from the server for the metrics.
+    pub lag_poll: Duration,
+    pub log_level: String,
+    /// Fault injection for tests; always off in the binary.
+    #[doc(hidden)]
+    pub faults: Faults,
+}
+
+#[doc(hidden)]
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    /// Commit the first batch, then stop consuming without acking it: a crash between the
+    /// commit and the acks.
+    pub stop_after_commit_before_ack: bool,
+}
+
+impl Config {
+    pub fn from_env(env: &dyn Env) -> Result<Self, ConfigError> {
+        let batch_size: usize = parse_in_range(env, "BATCH_SIZE", 500, 1..=10_000)?;
+        let consumer = ConsumerSettings::from_env(env)?;
+        if (consumer.max_ack_pending as usize) < batch_size {
+            return Err(ConfigError::Invalid {
+                name: "MAX_ACK_PENDING",
+                reason: format!(
+                    "{} is below BATCH_SIZE {batch_size}: batches could never fill",
+                    consumer.max_ack_pending
+                ),
+            });
+        }
+        Ok(Self {
+            addr: parse_or(env, "WORKER_ADDR", SocketAddr::from(([0, 0, 0, 0], 8001)))?,
+            database_url: SecretUrl::new(string_or(env, "DATABASE_URL", DEFAULT_DATABASE_URL)),
+            db_max_connections: parse_in_range(env, "WORKER_DB_MAX_CONNECTIONS", 4, 1..=1000)?,
+            nats: StreamSettings::from_env(env)?,
+            consumer,
+            batch_size,
+            batch_wait: millis_or(env, "BATCH_WAIT_MS", 20, 1..=60_000)?,
+            lag_poll: secs_or(env, "LAG_POLL_SECS", 5, 1..=3600)?,
+            log_level: string_or(env, "LOG_LEVEL", "info"),
+            faults: Faults::default(),
+        })
+    }
+}

@@ -1,0 +1,347 @@
+//! The consumer loop: pull, batch, write once, ack after the commit.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use async_nats::jetstream::consumer::pull::{self, MessagesErrorKind};
+use async_nats::jetstream::{self, AckKind};
+use futures::{FutureExt, StreamExt};
+use ingest_shared::{RECEIVED_AT_HEADER, REQUEST_ID_HEADER, message, nats};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+use crate::Config;
+use crate::store::{self, DeadLetter, Row};
+
+pub struct Consumer {
+    pub config: Config,
+    pub jetstream: jetstream::Context,
+    pub db: PgPool,
+}
+
+enum Flow {
+    Continue,
+    Stop,
+}
+
+impl Consumer {
+    /// Runs until `cancel` fires. Whatever NATS or Postgres do meanwhile, it reconnects and
+    /// retries by itself; it only returns when asked to.
+    pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
+        let mut delays = nats::backoff_delays();
+        while !cancel.is_cancelled() {
+            match self.open().await {
+                Ok(messages) => {
+                    delays = nats::backoff_delays();
+                    if let Flow::Stop = self.consume(messages, &cancel).await {
+                        break;
+                    }
+                }
+                Err(error) => {
+                    let delay = delays.next().unwrap_or(Duration::from_secs(5));
+                    tracing::warn!(error = %error, retry_in_ms = delay.as_millis() as u64, "cannot open the consumer");
+                    tokio::select! {
+                        () = cancel.cancelled() => break,
+                        () = tokio::time::sleep(delay) => {}
+                    }
+                }
+            }
+        }
+        tracing::info!("consumer stopped");
+    }
+
+    async fn open(&self) -> anyhow::Result<pull::Stream> {
+        nats::ensure_stream(&self.jetstream, &self.config.nats).await?;
+        let stream = self.jetstream.get_stream(&self.config.nats.stream).await?;
+        let consumer: jetstream::consumer::PullConsumer = stream
+            .get_or_create_consumer(
+                &self.config.consumer.durable,
+                self.config.consumer.consumer_config(),
+            )
+            .await?;
+        let messages = consumer
+            .stream()
+            .max_messages_per_batch(self.config.batch_size)
+            .expires(Duration::from_secs(10))
+            .heartbeat(Duration::from_secs(3))
+            .messages()
+            .await?;
+        tracing::info!(consumer = %self.config.consumer.durable, "consuming");
+        Ok(messages)
+    }
+
+    async fn consume(&self, mut messages: pull::Stream, cancel: &CancellationToken) -> Flow {
+        let batch_size = self.config.batch_size;
+        loop {
+            let first = tokio::select! {
+                biased;
+                () = cancel.cancelled() => {
+                    hand_back(&mut messages).await;
+                    return Flow::Stop;
+                }
+                next = messages.next() => next,
+            };
+            let mut batch = Vec::with_capacity(batch_size);
+            match first {
+                None => return Flow::Continue,
+                Some(Ok(m)) => batch.push(m),
+                Some(Err(error)) => match error.kind() {
+                    // The client re-issues its pull requests after a missed heartbeat.
+                    MessagesErrorKind::MissingHeartbeat => {
+                        tracing::warn!(%error, "consumer heartbeat missed");
+                        continue;
+                    }
+                    _ => {
+                        tracing::warn!(%error, "consumer stream failed; reopening");
+                        return Flow::Continue;
+                    }
+                },
+            }
+            let deadline = tokio::time::Instant::now() + self.config.batch_wait;
+            while batch.len() < batch_size {
+                match tokio::time::timeout_at(deadline, messages.next()).await {
+                    Ok(Some(Ok(m))) => batch.push(m),
+                    Ok(Some(Err(error))) => {
+                        tracing::warn!(%error, "consumer error while filling a batch");
+                        break;
+                    }
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            match self.process(batch, cancel).await {
+                Flow::Continue => {}
+                Flow::Stop => {
+                    hand_back(&mut messages).await;
+                    return Flow::Stop;
+                }
+            }
+        }
+    }
+
+    /// Stores a batch and acks it; on shutdown during an outage, hands it back unacked.
+    #[tracing::instrument(name = "batch", skip_all, fields(size = batch.len()))]
+    async fn process(&self, batch: Vec<jetstream::Message>, cancel: &CancellationToken) -> Flow {
+        let mut rows = Vec::with_capacity(batch.len());
+        let mut dead = Vec::new();
+        let mut dead_index = HashSet::new();
+        let mut seen = HashSet::with_capacity(batch.len());
+        let mut received_at = Vec::with_capacity(batch.len());
+        metrics::counter!("worker_messages_consumed_total").increment(batch.len() as u64);
+        for (index, m) in batch.iter().enumerate() {
+            let (seq, delivered) = m
+                .info()
+                .map(|i| (i.stream_sequence as i64, i.delivered))
+                .unwrap_or((0, 1));
+            let request_id = header(m, REQUEST_ID_HEADER);
+            if delivered > 1 {
+                metrics::counter!("worker_redeliveries_total").increment(1);
+                tracing::warn!(
+                    request_id,
+                    stream_seq = seq,
+                    delivered,
+                    "redelivered message"
+                );
+            }
+            if let Some(at) = header(m, RECEIVED_AT_HEADER).and_then(|v| v.parse::<u128>().ok()) {
+                received_at.push(at);
+            }
+            match message::parse(&m.payload) {
+                Ok(message) => {
+                    tracing::debug!(request_id, message_id = %message.message_id, stream_seq = seq, "message received");
+                    if seen.insert(message.message_id.clone()) {
+                        rows.push(Row {
+                            message,
+                            stream_seq: seq,
+                        });
+                    }
+                }
+                Err(errors) => {
+                    tracing::error!(request_id, stream_seq = seq, reason = %errors, "invalid payload; dead-lettering");
+                    dead_index.insert(index);
+                    dead.push(DeadLetter {
+                        stream_seq: seq,
+                        subject: m.subject.to_string(),
+                        payload: m.payload.to_vec(),
+                        reason: format!("invalid message: {errors}"),
+                        request_id: request_id.map(str::to_owned),
+                    });
+                }
+            }
+        }
+        let unique = rows.len();
+
+        let started = Instant::now();
+        let Some(inserted) = self
+            .store_with_retry(&batch, &mut rows, &mut dead, &mut dead_index, cancel)
+            .await
+        else {
+            for m in &batch {
+                let _ = m.ack_with(AckKind::Nak(None)).await;
+            }
+            tracing::warn!(
+                size = batch.len(),
+                "shutting down during an outage; batch handed back"
+            );
+            return Flow::Stop;
+        };
+        let commit_ms = started.elapsed().as_secs_f64() * 1000.0;
+
+        if self.config.faults.stop_after_commit_before_ack {
+            tracing::warn!("fault injection: stopping after the commit, before the acks");
+            return Flow::Stop;
+        }
+        for (index, m) in batch.iter().enumerate() {
+            let kind = if dead_index.contains(&index) {
+                AckKind::Term
+            } else {
+                AckKind::Ack
+            };
+            if let Err(error) = m.ack_with(kind).await {
+                // Only a redelivery follows, which the upsert absorbs.
+                tracing::warn!(%error, "ack not sent");
+            }
+        }
+
+        let now_us = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_micros();
+        for at in received_at {
+            metrics::histogram!("worker_end_to_end_latency_ms")
+                .record(now_us.saturating_sub(at) as f64 / 1000.0);
+        }
+        let duplicates = (batch.len() - dead.len()) as u64 - inserted;
+        metrics::counter!("worker_batches_total").increment(1);
+        metrics::histogram!("worker_batch_size").record(batch.len() as f64);
+        metrics::histogram!("worker_commit_latency_ms").record(commit_ms);
+        metrics::counter!("worker_rows_inserted_total").increment(inserted);
+        metrics::counter!("worker_duplicates_skipped_total").increment(duplicates);
+        metrics::counter!("worker_dead_letters_total").increment(dead.len() as u64);
+        tracing::info!(
+            size = batch.len(),
+            unique,
+            inserted,
+            duplicates,
+            dead_letters = dead.len(),
+            commit_ms = (commit_ms * 1000.0).round() / 1000.0,
+            "batch committed"
+        );
+        Flow::Continue
+    }
+
+    /// Retries outages with backoff for as long as it takes (keeping the batch's messages from
+    /// being redelivered meanwhile); isolates rows Postgres refuses into dead letters. `None`
+    /// when cancelled before the batch could be stored.
+    async fn store_with_retry(
+        &self,
+        batch: &[jetstream::Message],
+        rows: &mut Vec<Row>,
+        dead: &mut Vec<DeadLetter>,
+        dead_index: &mut HashSet<usize>,
+        cancel: &CancellationToken,
+    ) -> Option<u64> {
+        let mut delays = nats::backoff_delays();
+        let mut last_progress = Instant::now();
+        loop {
+            let error = match store::store_batch(&self.db, rows, dead).await {
+                Ok(inserted) => return Some(inserted),
+                Err(error) => error,
+            };
+            if store::is_permanent(&error) {
+                tracing::warn!(%error, "batch refused by postgres; isolating the bad rows");
+                match self.isolate(batch, rows, dead, dead_index).await {
+                    Ok(inserted) => return Some(inserted),
+                    Err(error) if !store::is_permanent(&error) => {
+                        tracing::warn!(%error, "isolation interrupted by an outage");
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "isolation failed");
+                    }
+                }
+            }
+            metrics::counter!("worker_db_errors_total").increment(1);
+            let delay = delays.next().unwrap_or(Duration::from_secs(5));
+            tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "batch not stored; retrying");
+            if last_progress.elapsed() >= self.config.consumer.ack_wait / 3 {
+                for m in batch {
+                    let _ = m.ack_with(AckKind::Progress).await;
+                }
+                last_progress = Instant::now();
+            }
+            tokio::select! {
+                () = cancel.cancelled() => return None,
+                () = tokio::time::sleep(delay) => {}
+            }
+        }
+    }
+
+    /// Writes rows one at a time so that only the ones Postgres refuses become dead letters.
+    async fn isolate(
+        &self,
+        batch: &[jetstream::Message],
+        rows: &mut Vec<Row>,
+        dead: &mut Vec<DeadLetter>,
+        dead_index: &mut HashSet<usize>,
+    ) -> Result<u64, sqlx::Error> {
+        let mut inserted = 0;
+        let mut kept = Vec::with_capacity(rows.len());
+        let mut pending = std::mem::take(rows).into_iter();
+        while let Some(row) = pending.next() {
+            match store::store_batch(&self.db, std::slice::from_ref(&row), &[]).await {
+                Ok(n) => {
+                    inserted += n;
+                    kept.push(row);
+                }
+                Err(error) if store::is_permanent(&error) => {
+                    let index = batch
+                        .iter()
+                        .position(|m| {
+                            m.info()
+                                .is_ok_and(|i| i.stream_sequence as i64 == row.stream_seq)
+                        })
+                        .unwrap_or(usize::MAX);
+                    let m = batch.get(index);
+                    tracing::error!(%error, message_id = %row.message.message_id, stream_seq = row.stream_seq, "row refused by postgres; dead-lettering");
+                    dead_index.insert(index);
+                    dead.push(DeadLetter {
+                        stream_seq: row.stream_seq,
+                        subject: m.map(|m| m.subject.to_string()).unwrap_or_default(),
+                        payload: m.map(|m| m.payload.to_vec()).unwrap_or_default(),
+                        reason: format!("refused by postgres: {error}"),
+                        request_id: m
+                            .and_then(|m| header(m, REQUEST_ID_HEADER))
+                            .map(str::to_owned),
+                    });
+                }
+                Err(error) => {
+                    kept.push(row);
+                    kept.extend(pending);
+                    *rows = kept;
+                    return Err(error);
+                }
+            }
+        }
+        *rows = kept;
+        // The rows are stored; now the dead letters, alone.
+        store::store_batch(&self.db, &[], dead).await?;
+        Ok(inserted)
+    }
+}
+
+fn header<'a>(m: &'a jetstream::Message, name: &str) -> Option<&'a str> {
+    m.headers.as_ref()?.get(name).map(|v| v.as_str())
+}
+
+/// Messages already delivered to this worker but not yet batched go back at once rather than
+/// after `ack_wait`.
+async fn hand_back(messages: &mut pull::Stream) {
+    let mut handed_back = 0;
+    while let Some(Some(Ok(m))) = messages.next().now_or_never() {
+        let _ = m.ack_with(AckKind::Nak(None)).await;
+        handed_back += 1;
+    }
+    if handed_back > 0 {
+        tracing::info!(handed_back, "buffered messages handed back");
+    }
+}

@@ -1,0 +1,169 @@
+//! The durable consumer: pulls batches from JetStream, writes each in one idempotent statement,
+//! acks after the commit. Serves health and metrics over HTTP. `main.rs` is a thin shell over
+//! [`Application`], so tests run it in-process.
+
+mod config;
+mod consume;
+mod routes;
+mod state;
+mod store;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_nats::jetstream;
+use axum::Router;
+use ingest_shared::{db, telemetry};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use config::{Config, Faults};
+
+use state::{AppState, Inner};
+
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    consumer: Arc<consume::Consumer>,
+}
+
+impl Application {
+    /// Binds the health listener. Neither NATS nor Postgres has to be up: the worker starts
+    /// not-ready and begins consuming when both answer.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let metrics = telemetry::metrics_handle();
+        register_metrics();
+        let client = ingest_shared::nats::connect(&config.nats.url, "ingest-worker")
+            .await
+            .context("NATS_URL")?;
+        let jetstream = jetstream::ContextBuilder::new()
+            .timeout(Duration::from_secs(5))
+            .build(client.clone());
+        let db = db::lazy_pool(
+            &config.database_url,
+            config.db_max_connections,
+            Duration::from_secs(2),
+        )
+        .context("DATABASE_URL")?;
+        let listener = TcpListener::bind(config.addr)
+            .await
+            .with_context(|| format!("WORKER_ADDR: cannot listen on {}", config.addr))?;
+        let consumer = Arc::new(consume::Consumer {
+            config: config.clone(),
+            jetstream: jetstream.clone(),
+            db: db.clone(),
+        });
+        let state = AppState::new(Inner {
+            config,
+            nats: client,
+            jetstream,
+            db,
+            metrics,
+        });
+        Ok(Self {
+            listener,
+            state,
+            consumer,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    pub fn port(&self) -> u16 {
+        self.local_addr().port()
+    }
+
+    /// Migrates, consumes and serves until `shutdown` resolves; then finishes the batch in hand
+    /// (committed and acked, or handed back unacked) and returns.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let cancel = CancellationToken::new();
+        let consuming = {
+            let (cancel, consumer, db) =
+                (cancel.clone(), self.consumer.clone(), self.state.db.clone());
+            tokio::spawn(async move {
+                db::migrate_with_retry(&db, &cancel).await;
+                consumer.run(cancel).await;
+            })
+        };
+        let lag = tokio::spawn(poll_lag(self.state.clone(), cancel.clone()));
+
+        let router = router(self.state.clone());
+        let http_cancel = cancel.clone();
+        let http = axum::serve(self.listener, router)
+            .with_graceful_shutdown(async move { http_cancel.cancelled().await });
+        let http = tokio::spawn(async move { http.await });
+
+        shutdown.await;
+        cancel.cancel();
+        let consumed = consuming.await;
+        lag.abort();
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.state.nats.flush()).await;
+        let served = http.await;
+        tracing::info!("worker stopped");
+        consumed.context("consumer task")?;
+        served.context("http task")?.context("http server")
+    }
+}
+
+fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(routes::health::router())
+        .merge(routes::metrics::router())
+        .with_state(state)
+}
+
+/// Consumer lag for the metrics, read from the server.
+async fn poll_lag(state: AppState, cancel: CancellationToken) {
+    loop {
+        let info = async {
+            let stream = state
+                .jetstream
+                .get_stream(&state.config.nats.stream)
+                .await
+                .ok()?;
+            stream
+                .consumer_info(&state.config.consumer.durable)
+                .await
+                .ok()
+        };
+        if let Ok(Some(info)) = tokio::time::timeout(Duration::from_secs(5), info).await {
+            metrics::gauge!("worker_consumer_pending").set(info.num_pending as f64);
+            metrics::gauge!("worker_consumer_ack_pending").set(info.num_ack_pending as f64);
+        }
+        let pool = &state.db;
+        metrics::gauge!("worker_db_pool_connections", "state" => "idle")
+            .set(pool.num_idle() as f64);
+        metrics::gauge!("worker_db_pool_connections", "state" => "in_use")
+            .set(pool.size().saturating_sub(pool.num_idle() as u32) as f64);
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(state.config.lag_poll) => {}
+        }
+    }
+}
+
+fn register_metrics() {
+    for name in [
+        "worker_messages_consumed_total",
+        "worker_rows_inserted_total",
+        "worker_duplicates_skipped_total",
+        "worker_redeliveries_total",
+        "worker_dead_letters_total",
+        "worker_batches_total",
+        "worker_db_errors_total",
+    ] {
+        metrics::counter!(name).increment(0);
+    }
+    metrics::gauge!("worker_consumer_pending").increment(0.0);
+    metrics::gauge!("worker_consumer_ack_pending").increment(0.0);
+}
