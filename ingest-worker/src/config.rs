@@ -7,6 +7,8 @@ use ingest_shared::config::{
 };
 use ingest_shared::nats::{ConsumerSettings, StreamSettings};
 
+use crate::retention::RetentionSettings;
+
 /// Everything the worker reads from the environment, parsed once at start-up.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -21,6 +23,8 @@ pub struct Config {
     pub batch_wait: Duration,
     /// How often consumer lag is read from the server for the metrics.
     pub lag_poll: Duration,
+    /// `None` (RETENTION_DAYS unset): messages are kept for ever.
+    pub retention: Option<RetentionSettings>,
     pub log_level: String,
     /// Fault injection for tests; always off in the binary.
     #[doc(hidden)]
@@ -57,8 +61,27 @@ impl Config {
             batch_size,
             batch_wait: millis_or(env, "BATCH_WAIT_MS", 20, 1..=60_000)?,
             lag_poll: secs_or(env, "LAG_POLL_SECS", 5, 1..=3600)?,
+            retention: retention_from_env(env)?,
             log_level: string_or(env, "LOG_LEVEL", "info"),
             faults: Faults::default(),
         })
     }
+}
+
+/// Unset or empty keeps messages for ever; 0 is refused rather than read as "delete everything"
+/// or "off", since either reading would surprise someone. The other knobs are checked even when
+/// retention is off, so a typo shows at start rather than on the day retention is switched on.
+fn retention_from_env(env: &dyn Env) -> Result<Option<RetentionSettings>, ConfigError> {
+    let batch_size = parse_in_range(env, "RETENTION_BATCH_SIZE", 5000, 1..=1_000_000)?;
+    let batch_pause = millis_or(env, "RETENTION_BATCH_PAUSE_MS", 100, 0..=60_000)?;
+    let interval = secs_or(env, "RETENTION_INTERVAL_SECS", 3600, 1..=7 * 86_400)?;
+    if string_or(env, "RETENTION_DAYS", "").is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(RetentionSettings {
+        days: parse_in_range(env, "RETENTION_DAYS", 1, 1..=36_500)?,
+        batch_size,
+        batch_pause,
+        interval,
+    }))
 }

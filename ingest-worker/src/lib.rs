@@ -4,6 +4,7 @@
 
 mod config;
 mod consume;
+pub mod retention;
 mod routes;
 mod state;
 mod store;
@@ -96,6 +97,13 @@ impl Application {
             })
         };
         let lag = tokio::spawn(poll_lag(self.state.clone(), cancel.clone()));
+        let retention = self.state.config.retention.clone().map(|settings| {
+            tokio::spawn(retention::run(
+                self.state.db.clone(),
+                settings,
+                cancel.clone(),
+            ))
+        });
 
         let router = router(self.state.clone());
         let http_cancel = cancel.clone();
@@ -107,6 +115,10 @@ impl Application {
         cancel.cancel();
         let consumed = consuming.await;
         lag.abort();
+        // Awaited, not aborted: a DELETE in flight finishes its (short) transaction first.
+        if let Some(retention) = retention {
+            let _ = retention.await;
+        }
         let _ = tokio::time::timeout(Duration::from_secs(2), self.state.nats.flush()).await;
         let served = http.await;
         tracing::info!("worker stopped");
@@ -161,6 +173,7 @@ fn register_metrics() {
         "worker_dead_letters_total",
         "worker_batches_total",
         "worker_db_errors_total",
+        "worker_retention_deleted_total",
     ] {
         metrics::counter!(name).increment(0);
     }

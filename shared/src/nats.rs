@@ -47,8 +47,18 @@ impl StreamSettings {
     }
 }
 
+/// `NATS_URL` may list several servers separated by commas, the usual form for a cluster. The
+/// client tries them in turn and, once connected, also learns the cluster's other members.
+pub fn server_list(url: &str) -> Vec<&str> {
+    url.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
 /// Connects in the background: the call returns at once and the client keeps reconnecting for
-/// ever, so a binary starts (not ready) while NATS is down and recovers by itself.
+/// ever, so a binary starts (not ready) while NATS is down and recovers by itself. With several
+/// servers in `url`, it fails over between them.
 pub async fn connect(
     url: &str,
     name: &str,
@@ -72,7 +82,7 @@ pub async fn connect(
                 }
             }
         })
-        .connect(url)
+        .connect(server_list(url))
         .await
 }
 
@@ -157,4 +167,21 @@ pub fn backoff_delays() -> impl Iterator<Item = Duration> {
         .with_jitter()
         .without_max_times()
         .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::server_list;
+
+    #[test]
+    fn a_comma_separated_url_is_a_server_list() {
+        assert_eq!(
+            server_list("nats://a:4222, nats://b:4223,,nats://c:4224 "),
+            ["nats://a:4222", "nats://b:4223", "nats://c:4224"]
+        );
+        assert_eq!(
+            server_list("nats://127.0.0.1:4222"),
+            ["nats://127.0.0.1:4222"]
+        );
+    }
 }

@@ -1,0 +1,46 @@
+# Shortcuts; each target is one documented command. Docker targets need Docker with Compose v2.
+.PHONY: up down logs ps test run bench fmt lint
+
+COMPOSE ?= docker compose
+
+# Build the image and start NATS, Postgres, the gateway (port 8000) and two workers.
+up: .env
+	$(COMPOSE) up -d --build
+
+# Stop everything and delete the volumes (the stream and the database go with them).
+down:
+	$(COMPOSE) down -v
+
+logs:
+	$(COMPOSE) logs -f --tail=100
+
+ps:
+	$(COMPOSE) ps
+
+# The README's test command: real NATS and Postgres, started when missing.
+test:
+	./scripts/test.sh
+
+# The README's run command: NATS, Postgres, a worker and the gateway, in release mode, no Docker.
+run:
+	./scripts/run.sh
+
+# Load test; see BENCHMARKS.md.
+bench:
+	./scripts/bench.sh
+
+fmt:
+	cargo fmt --all
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --all-targets -- -D warnings
+
+# A first .env: the example with fresh random secrets (hex, so it is safe inside DATABASE_URL).
+# Never overwrites an existing .env.
+.env:
+	@test -f .env.example
+	@secret() { od -An -tx1 -N32 /dev/urandom | tr -d ' \n'; }; \
+	sed -e "s/^WEBHOOK_SECRET=.*/WEBHOOK_SECRET=$$(secret)/" \
+	    -e "s/^POSTGRES_PASSWORD=.*/POSTGRES_PASSWORD=$$(secret)/" .env.example > .env
+	@echo "wrote .env with random WEBHOOK_SECRET and POSTGRES_PASSWORD; senders need the WEBHOOK_SECRET"
