@@ -38,9 +38,13 @@ mod env_scan {
     pub fn names_in(source: &str) -> BTreeSet<String> {
         // Unit tests name made-up variables; they are not configuration.
         let source = source.split("#[cfg(test)]").next().unwrap_or("");
-        let helper = Regex::new(r#"\benv\s*,\s*"([A-Z][A-Z0-9_]*)""#).unwrap();
+        // `helper(env, "NAME", ..)`: any call whose first argument is a plain variable (the
+        // `&dyn Env`, whatever it is called) and whose second is an upper-case name.
+        let helper =
+            Regex::new(r#"\(\s*&?[a-z_][a-z0-9_]*\s*,\s*"([A-Z][A-Z0-9_]*[A-Z0-9])""#).unwrap();
+        // `env.get("NAME")`, `std::env::var("NAME")`, `dotenvy::var("NAME")`.
         let direct =
-            Regex::new(r#"(?:\.get|env::var|env::var_os)\s*\(\s*"([A-Z][A-Z0-9_]*)""#).unwrap();
+            Regex::new(r#"(?:\.get|\bvar|\bvar_os)\s*\(\s*"([A-Z][A-Z0-9_]*[A-Z0-9])""#).unwrap();
         helper
             .captures_iter(source)
             .chain(direct.captures_iter(source))
@@ -80,6 +84,9 @@ mod env_scan {
                 1..=10,
             )?;
             let b = string_or(env, "OTHER", "x");
+            let g = parse_or(&vars, "RENAMED_ENV", 1);
+            let h = dotenvy::var("FROM_DOTENV");
+            let i = counter!("worker_total", "label" => "x");
             let c = env.get("WEBHOOK_SECRET");
             let d = std::env::var("RUST_LOG");
             let e = headers.get("X-Signature");
@@ -89,7 +96,14 @@ mod env_scan {
         let found: Vec<String> = names_in(source).into_iter().collect();
         assert_eq!(
             found,
-            ["OTHER", "RUST_LOG", "SOME_NEW_KNOB", "WEBHOOK_SECRET"]
+            [
+                "FROM_DOTENV",
+                "OTHER",
+                "RENAMED_ENV",
+                "RUST_LOG",
+                "SOME_NEW_KNOB",
+                "WEBHOOK_SECRET"
+            ]
         );
     }
 
@@ -772,9 +786,13 @@ mod cluster {
                         Ok(())
                     });
                 }
-                let child = command
-                    .spawn()
-                    .unwrap_or_else(|e| panic!("start {}: {e}", nats_server_binary()));
+                let child = command.spawn().unwrap_or_else(|e| {
+                    panic!(
+                        "start {}: {e} (scripts/test.sh installs nats-server; or set \
+                             NATS_SERVER_BIN)",
+                        nats_server_binary()
+                    )
+                });
                 cluster.nodes.push(Node {
                     name,
                     client_port: ports[i],
