@@ -56,8 +56,9 @@ EXPOSE 8000 8001
 # hand); give them `stop_grace_period` in compose to do it.
 STOPSIGNAL SIGTERM
 # Ready, not merely alive: "healthy" then means "serving" (secret set, Postgres and JetStream
-# answering), which is what `depends_on: service_healthy` and load balancers want. This default
-# probes the gateway; the worker's service overrides it with port 8001.
+# answering), which is what `depends_on: service_healthy` and load balancers want. Without
+# arguments the probe checks whichever of the gateway (GATEWAY_ADDR) and the worker (WORKER_ADDR)
+# listens, so this one line is right for both binaries; exec form, as there is no shell.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=20s --retries=3 \
-    CMD ["/usr/local/bin/ingest-healthcheck", "127.0.0.1:8000", "/health/ready"]
+    CMD ["/usr/local/bin/ingest-healthcheck"]
 CMD ["/usr/local/bin/ingest-gateway"]
