@@ -7,12 +7,22 @@ use ingest_shared::config::{
 };
 use ingest_shared::nats::StreamSettings;
 use ingest_shared::signature::WebhookSecrets;
+use secrecy::SecretString;
 
 /// Everything the gateway reads from the environment, parsed once at start-up.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub addr: SocketAddr,
     pub secrets: WebhookSecrets,
+    /// The same `WEBHOOK_SECRET` list keyed the Standard Webhooks way (`whsec_` base64 keys).
+    pub standard_secrets: WebhookSecrets,
+    pub schemes: Schemes,
+    /// Standard Webhooks: how far `webhook-timestamp` may be from now, either way.
+    pub tolerance_secs: i64,
+    /// Meta's subscription handshake token; unset, every handshake is refused.
+    pub whatsapp_verify_token: Option<SecretString>,
+    /// Meta app secret(s) for `X-Hub-Signature-256`; unset, every WhatsApp POST is 401.
+    pub whatsapp_secrets: WebhookSecrets,
     pub database_url: SecretUrl,
     pub db_max_connections: u32,
     pub nats: StreamSettings,
@@ -32,6 +42,18 @@ impl Config {
         Ok(Self {
             addr: parse_or(env, "GATEWAY_ADDR", SocketAddr::from(([0, 0, 0, 0], 8000)))?,
             secrets: WebhookSecrets::from_list(&env.get("WEBHOOK_SECRET").unwrap_or_default()),
+            standard_secrets: WebhookSecrets::from_standard_list(
+                &env.get("WEBHOOK_SECRET").unwrap_or_default(),
+            ),
+            schemes: Schemes::parse(&string_or(env, "WEBHOOK_SCHEMES", "x-signature"))?,
+            tolerance_secs: parse_in_range(env, "WEBHOOK_TOLERANCE_SECS", 300, 1..=86_400)?,
+            whatsapp_verify_token: env
+                .get("WHATSAPP_VERIFY_TOKEN")
+                .filter(|t| !t.trim().is_empty())
+                .map(SecretString::from),
+            whatsapp_secrets: WebhookSecrets::from_list(
+                &env.get("WHATSAPP_APP_SECRET").unwrap_or_default(),
+            ),
             database_url: SecretUrl::new(string_or(env, "DATABASE_URL", DEFAULT_DATABASE_URL)),
             db_max_connections: parse_in_range(env, "GATEWAY_DB_MAX_CONNECTIONS", 8, 1..=1000)?,
             nats: StreamSettings::from_env(env)?,
@@ -47,5 +69,44 @@ impl Config {
             )?,
             log_level: string_or(env, "LOG_LEVEL", "info"),
         })
+    }
+}
+
+/// Which signature schemes `/webhook` accepts (`WEBHOOK_SCHEMES`, comma-separated).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Schemes {
+    /// `X-Signature: <hex HMAC of the body>`, the older API's scheme.
+    pub x_signature: bool,
+    /// `webhook-id` / `webhook-timestamp` / `webhook-signature`, with replay protection.
+    pub standard_webhooks: bool,
+}
+
+impl Schemes {
+    fn parse(list: &str) -> Result<Self, ConfigError> {
+        let mut schemes = Schemes {
+            x_signature: false,
+            standard_webhooks: false,
+        };
+        for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            match name.to_ascii_lowercase().as_str() {
+                "x-signature" => schemes.x_signature = true,
+                "standard-webhooks" => schemes.standard_webhooks = true,
+                other => {
+                    return Err(ConfigError::Invalid {
+                        name: "WEBHOOK_SCHEMES",
+                        reason: format!(
+                            "unknown scheme {other:?} (x-signature, standard-webhooks)"
+                        ),
+                    });
+                }
+            }
+        }
+        if !schemes.x_signature && !schemes.standard_webhooks {
+            return Err(ConfigError::Invalid {
+                name: "WEBHOOK_SCHEMES",
+                reason: "names no scheme".into(),
+            });
+        }
+        Ok(schemes)
     }
 }

@@ -11,6 +11,10 @@ pub enum ApiError {
     PayloadTooLarge { limit: usize },
     #[error("invalid signature")]
     InvalidSignature,
+    #[error("webhook timestamp outside the tolerance")]
+    StaleTimestamp,
+    #[error("forbidden")]
+    Forbidden,
     #[error("unsupported content type")]
     UnsupportedMediaType,
     #[error("request body timed out")]
@@ -35,7 +39,8 @@ impl ApiError {
     pub fn webhook_result(&self) -> &'static str {
         match self {
             ApiError::PayloadTooLarge { .. } => "too_large",
-            ApiError::InvalidSignature => "invalid_signature",
+            ApiError::InvalidSignature | ApiError::Forbidden => "invalid_signature",
+            ApiError::StaleTimestamp => "stale_timestamp",
             ApiError::Unavailable { .. } => "unavailable",
             ApiError::Validation(_)
             | ApiError::UnsupportedMediaType
@@ -55,6 +60,11 @@ impl IntoResponse for ApiError {
                 json!(format!("request body larger than {limit} bytes")),
             ),
             ApiError::InvalidSignature => (StatusCode::UNAUTHORIZED, json!("invalid signature")),
+            ApiError::StaleTimestamp => (
+                StatusCode::UNAUTHORIZED,
+                json!("webhook timestamp outside the tolerance"),
+            ),
+            ApiError::Forbidden => (StatusCode::FORBIDDEN, json!("verification failed")),
             ApiError::UnsupportedMediaType => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 json!("Content-Type must be application/json"),

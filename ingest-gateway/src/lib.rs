@@ -37,7 +37,7 @@ impl Application {
     /// Postgres has to be up: the gateway starts not-ready and becomes ready when they answer.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let metrics = telemetry::metrics_handle();
-        register_metrics();
+        register_metrics(&config);
 
         let client = nats::connect(&config.nats.url, "ingest-gateway")
             .await
@@ -114,6 +114,7 @@ impl Application {
 fn router(state: AppState) -> Router {
     Router::new()
         .merge(routes::webhook::router())
+        .merge(routes::whatsapp::router())
         .merge(routes::health::router())
         .merge(routes::metrics::router())
         .fallback(not_found)
@@ -132,7 +133,26 @@ async fn method_not_allowed() -> ApiError {
 
 /// Every labelled series the README documents exists from start-up, at 0, so dashboards and
 /// alerts never see "no data".
-fn register_metrics() {
+fn register_metrics(config: &Config) {
+    for result in routes::whatsapp::RESULTS {
+        metrics::counter!("whatsapp_requests_total", "result" => result).increment(0);
+    }
+    for result in ["created", "duplicate"] {
+        metrics::counter!("whatsapp_messages_total", "result" => result).increment(0);
+    }
+    for status in routes::whatsapp::STATUSES {
+        metrics::counter!("whatsapp_statuses_total", "status" => status).increment(0);
+    }
+    let slots = [
+        ("webhook", config.secrets.len()),
+        ("whatsapp", config.whatsapp_secrets.len()),
+    ];
+    for (endpoint, keys) in slots {
+        for slot in 0..keys {
+            metrics::counter!("webhook_signature_key_slot_total", "endpoint" => endpoint, "slot" => slot.to_string())
+                .increment(0);
+        }
+    }
     for result in routes::webhook::RESULTS {
         metrics::counter!("webhook_requests_total", "result" => result).increment(0);
     }

@@ -24,9 +24,9 @@ WITH dead AS (
     INSERT INTO dead_letters (stream_seq, subject, payload, reason, request_id)
     SELECT * FROM UNNEST($8::bigint[], $9::text[], $10::bytea[], $11::text[], $12::text[])
 )
-INSERT INTO messages (message_id, from_msisdn, to_msisdn, ts, ts_raw, text, stream_seq)
+INSERT INTO messages (message_id, from_msisdn, to_msisdn, ts, ts_raw, text, stream_seq, msg_type)
 SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[],
-                     $6::text[], $7::bigint[])
+                     $6::text[], $7::bigint[], $13::text[])
 ON CONFLICT (message_id) DO NOTHING";
 
 /// Returns how many rows were new.
@@ -41,8 +41,9 @@ pub async fn store_batch(
         Vec::with_capacity(n),
         Vec::with_capacity(n),
     );
-    let (mut ts, mut ts_raw, mut texts, mut seqs) = (
+    let (mut ts, mut ts_raw, mut texts, mut seqs, mut kinds) = (
         Vec::<DateTime<Utc>>::with_capacity(n),
+        Vec::with_capacity(n),
         Vec::with_capacity(n),
         Vec::with_capacity(n),
         Vec::with_capacity(n),
@@ -56,6 +57,7 @@ pub async fn store_batch(
         ts_raw.push(m.ts_raw.as_str());
         texts.push(m.text.as_deref());
         seqs.push(row.stream_seq);
+        kinds.push(m.kind.as_deref());
     }
     let result = sqlx::query(STORE_BATCH)
         .bind(ids)
@@ -78,6 +80,7 @@ pub async fn store_batch(
                 .map(|d| d.request_id.as_deref())
                 .collect::<Vec<_>>(),
         )
+        .bind(kinds)
         .execute(pool)
         .await?;
     Ok(result.rows_affected())

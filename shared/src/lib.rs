@@ -8,6 +8,7 @@ pub mod nats;
 pub mod shutdown;
 pub mod signature;
 pub mod telemetry;
+pub mod whatsapp;
 
 /// Header that carries the gateway's request id to the worker.
 pub const REQUEST_ID_HEADER: &str = "X-Request-Id";

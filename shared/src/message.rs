@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 pub const MAX_MESSAGE_ID_CHARS: usize = 256;
 pub const MAX_MSISDN_DIGITS: usize = 20;
 pub const MAX_TEXT_CHARS: usize = 4096;
+pub const MAX_TYPE_CHARS: usize = 64;
 
 /// A validated message, ready to be stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +23,8 @@ pub struct Message {
     /// `ts` exactly as the sender wrote it; the read API returns this.
     pub ts_raw: String,
     pub text: Option<String>,
+    /// The sender's message type (`text`, `image`, …), when it says one; WhatsApp does.
+    pub kind: Option<String>,
 }
 
 /// One entry of a 422 body: `{"loc":["body","from"],"msg":"...","type":"..."}`.
@@ -96,6 +99,8 @@ struct Wire<'a> {
     ts: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     text: Option<Cow<'a, str>>,
+    #[serde(borrow, default, rename = "type")]
+    kind: Option<Cow<'a, str>>,
 }
 
 const FIELDS: [&str; 4] = ["message_id", "from", "to", "ts"];
@@ -164,6 +169,25 @@ fn validate(wire: Wire<'_>) -> Result<Message, ValidationErrors> {
         }
     };
 
+    let kind = match wire.kind {
+        None => None,
+        Some(kind) => {
+            if kind.is_empty()
+                || kind.chars().count() > MAX_TYPE_CHARS
+                || kind.chars().any(char::is_control)
+            {
+                errors.push(FieldError::field(
+                    "type",
+                    "value_error",
+                    format!(
+                        "Value error, type must be 1 to {MAX_TYPE_CHARS} characters without control characters"
+                    ),
+                ));
+            }
+            Some(kind.into_owned())
+        }
+    };
+
     match (message_id, from, to, ts) {
         (Some(message_id), Some(from), Some(to), Some((ts, ts_raw))) if errors.is_empty() => {
             Ok(Message {
@@ -173,6 +197,7 @@ fn validate(wire: Wire<'_>) -> Result<Message, ValidationErrors> {
                 ts,
                 ts_raw,
                 text,
+                kind,
             })
         }
         _ => Err(ValidationErrors(errors)),
@@ -307,10 +332,10 @@ fn explain_parse_error(body: &[u8], err: &serde_json::Error) -> Vec<FieldError> 
     };
     let mut errors: Vec<FieldError> = FIELDS
         .iter()
-        .chain(std::iter::once(&"text"))
+        .chain([&"text", &"type"])
         .filter_map(|field| match object.get(*field) {
             Some(serde_json::Value::String(_)) => None,
-            Some(serde_json::Value::Null) if *field == "text" => None,
+            Some(serde_json::Value::Null) if matches!(*field, "text" | "type") => None,
             Some(_) => Some(FieldError::field(
                 field,
                 "string_type",

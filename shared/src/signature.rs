@@ -41,6 +41,79 @@ impl WebhookSecrets {
         self.keys.len()
     }
 
+    /// Standard Webhooks secrets (`whsec_<base64 key>`): the key is the decoded bytes. A secret
+    /// without the prefix is used as it is, so one list can serve both schemes.
+    pub fn from_standard_list(list: &str) -> Self {
+        use base64::Engine as _;
+        let keys = list
+            .split(',')
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .map(|k| match k.strip_prefix("whsec_") {
+                Some(encoded) => base64::engine::general_purpose::STANDARD
+                    .decode(encoded)
+                    .unwrap_or_else(|_| k.as_bytes().to_vec()),
+                None => k.as_bytes().to_vec(),
+            })
+            .map(|k| HmacSha256::new_from_slice(&k).expect("HMAC takes any key length"))
+            .collect();
+        Self { keys }
+    }
+
+    /// Checks a Standard Webhooks request: `webhook-signature` holds space-separated
+    /// `v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">` entries, and the timestamp must lie
+    /// within `tolerance_secs` of `now` in either direction, so a captured request cannot be
+    /// replayed later. Returns the slot of the key that matched.
+    pub fn verify_standard(
+        &self,
+        request: &StandardWebhookHeaders<'_>,
+        body: &[u8],
+        now_unix: i64,
+        tolerance_secs: i64,
+    ) -> Result<usize, StandardWebhookError> {
+        use base64::Engine as _;
+        let (Some(id), Some(timestamp), Some(signatures)) =
+            (request.id, request.timestamp, request.signature)
+        else {
+            return Err(StandardWebhookError::InvalidSignature);
+        };
+        let ts: i64 = std::str::from_utf8(timestamp)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .ok_or(StandardWebhookError::InvalidSignature)?;
+        let mut candidates = Vec::new();
+        for entry in signatures.split(|b| *b == b' ').filter(|e| !e.is_empty()) {
+            if let Some(encoded) = entry.strip_prefix(b"v1,")
+                && let Ok(digest) = base64::engine::general_purpose::STANDARD.decode(encoded)
+            {
+                candidates.push(digest);
+            }
+        }
+        let slot = self.keys.iter().position(|key| {
+            let mut mac = key.clone();
+            mac.update(id);
+            mac.update(b".");
+            mac.update(timestamp);
+            mac.update(b".");
+            mac.update(body);
+            // CtOutput compares in constant time.
+            let tag = mac.finalize();
+            candidates.iter().any(|c| {
+                c.len() == 32
+                    && tag
+                        == hmac::digest::CtOutput::new(
+                            hmac::digest::generic_array::GenericArray::clone_from_slice(c),
+                        )
+            })
+        });
+        let slot = slot.ok_or(StandardWebhookError::InvalidSignature)?;
+        // Checked after the signature, so only a genuine but old (or early) request is told so.
+        if (now_unix - ts).abs() > tolerance_secs {
+            return Err(StandardWebhookError::OutsideTolerance);
+        }
+        Ok(slot)
+    }
+
     /// Checks an `X-Signature` header value (`<hex>` or `sha256=<hex>`, any case) against the
     /// body. Returns the slot of the key that matched (0 = first in the list).
     pub fn verify(&self, body: &[u8], header: Option<&[u8]>) -> Option<usize> {
@@ -51,6 +124,34 @@ impl WebhookSecrets {
             mac.verify_slice(&digest).is_ok()
         })
     }
+}
+
+/// The three Standard Webhooks headers, raw.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct StandardWebhookHeaders<'a> {
+    pub id: Option<&'a [u8]>,
+    pub timestamp: Option<&'a [u8]>,
+    pub signature: Option<&'a [u8]>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum StandardWebhookError {
+    #[error("invalid signature")]
+    InvalidSignature,
+    #[error("timestamp outside the tolerance")]
+    OutsideTolerance,
+}
+
+/// `v1,<base64>` for a Standard Webhooks request: what a sender puts in `webhook-signature`.
+pub fn sign_standard(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
+    use base64::Engine as _;
+    let mut mac = HmacSha256::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(format!("{id}.{timestamp}.").as_bytes());
+    mac.update(body);
+    format!(
+        "v1,{}",
+        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+    )
 }
 
 fn decode_signature(header: &[u8]) -> Option<[u8; 32]> {
@@ -109,6 +210,54 @@ mod tests {
         assert_eq!(secrets.len(), 2);
         let old = sign(b"old", BODY);
         assert_eq!(secrets.verify(BODY, Some(old.as_bytes())), Some(1));
+    }
+
+    #[test]
+    fn standard_webhooks_signature_and_tolerance() {
+        use base64::Engine as _;
+        let key = b"0123456789abcdef";
+        let secret = format!(
+            "whsec_{}",
+            base64::engine::general_purpose::STANDARD.encode(key)
+        );
+        let secrets = WebhookSecrets::from_standard_list(&format!("other,{secret}"));
+        let now = 1_700_000_000;
+        let good = sign_standard(key, "msg_1", now, BODY);
+        let wrong = sign_standard(b"nope", "msg_1", now, BODY);
+        let both = format!("{wrong} {good}");
+        let ts = now.to_string();
+        let headers = |sig: &'static str| StandardWebhookHeaders {
+            id: Some(b"msg_1"),
+            timestamp: Some(ts.as_bytes()),
+            signature: Some(sig.as_bytes()),
+        };
+        let both: &'static str = Box::leak(both.into_boxed_str());
+        let wrong: &'static str = Box::leak(wrong.into_boxed_str());
+        assert_eq!(
+            secrets.verify_standard(&headers(both), BODY, now, 300),
+            Ok(1)
+        );
+        assert_eq!(
+            secrets.verify_standard(&headers(wrong), BODY, now, 300),
+            Err(StandardWebhookError::InvalidSignature)
+        );
+        assert_eq!(
+            secrets.verify_standard(&headers(both), BODY, now + 301, 300),
+            Err(StandardWebhookError::OutsideTolerance)
+        );
+        assert_eq!(
+            secrets.verify_standard(&headers(both), BODY, now - 301, 300),
+            Err(StandardWebhookError::OutsideTolerance)
+        );
+        assert_eq!(
+            secrets.verify_standard(&headers(both), b"tampered", now, 300),
+            Err(StandardWebhookError::InvalidSignature)
+        );
+        let missing = StandardWebhookHeaders::default();
+        assert_eq!(
+            secrets.verify_standard(&missing, BODY, now, 300),
+            Err(StandardWebhookError::InvalidSignature)
+        );
     }
 
     #[test]

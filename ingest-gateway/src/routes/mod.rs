@@ -1,3 +1,4 @@
 pub mod health;
 pub mod metrics;
 pub mod webhook;
+pub mod whatsapp;

@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Extension, Json, Router};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
+use ingest_shared::signature::{StandardWebhookError, StandardWebhookHeaders};
 use ingest_shared::{RECEIVED_AT_HEADER, REQUEST_ID_HEADER, message};
 use serde_json::json;
 
@@ -22,10 +23,11 @@ pub fn router() -> Router<AppState> {
 }
 
 /// Every `result` label of `webhook_requests_total`.
-pub const RESULTS: [&str; 6] = [
+pub const RESULTS: [&str; 7] = [
     "created",
     "duplicate",
     "invalid_signature",
+    "stale_timestamp",
     "validation_error",
     "too_large",
     "unavailable",
@@ -74,11 +76,7 @@ async fn ingest(
     let body = read_body(headers, body, limit, state.config.body_timeout).await?;
 
     // Before parsing: a forged request learns nothing about the schema.
-    state
-        .config
-        .secrets
-        .verify(&body, headers.get("x-signature").map(|v| v.as_bytes()))
-        .ok_or(ApiError::InvalidSignature)?;
+    verify_signature(state, headers, &body)?;
 
     if !is_json(headers) {
         return Err(ApiError::UnsupportedMediaType);
@@ -96,7 +94,42 @@ async fn ingest(
     Ok(())
 }
 
-async fn read_body(
+/// Checks the request against every scheme the endpoint accepts (`WEBHOOK_SCHEMES`): Standard
+/// Webhooks when its headers are present and the scheme is on, else `X-Signature`. Counts which
+/// key slot matched, so an operator sees when a rotated-out secret stops being used.
+fn verify_signature(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<usize, ApiError> {
+    let config = &state.config;
+    let standard = StandardWebhookHeaders {
+        id: headers.get("webhook-id").map(|v| v.as_bytes()),
+        timestamp: headers.get("webhook-timestamp").map(|v| v.as_bytes()),
+        signature: headers.get("webhook-signature").map(|v| v.as_bytes()),
+    };
+    let slot = if config.schemes.standard_webhooks && standard.signature.is_some() {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs() as i64;
+        config
+            .standard_secrets
+            .verify_standard(&standard, body, now, config.tolerance_secs)
+            .map_err(|e| match e {
+                StandardWebhookError::InvalidSignature => ApiError::InvalidSignature,
+                StandardWebhookError::OutsideTolerance => ApiError::StaleTimestamp,
+            })?
+    } else if config.schemes.x_signature {
+        config
+            .secrets
+            .verify(body, headers.get("x-signature").map(|v| v.as_bytes()))
+            .ok_or(ApiError::InvalidSignature)?
+    } else {
+        return Err(ApiError::InvalidSignature);
+    };
+    metrics::counter!("webhook_signature_key_slot_total", "endpoint" => "webhook", "slot" => slot.to_string())
+        .increment(1);
+    Ok(slot)
+}
+
+pub(crate) async fn read_body(
     headers: &HeaderMap,
     body: Body,
     limit: usize,
@@ -120,7 +153,7 @@ async fn read_body(
 }
 
 /// No Content-Type is taken as JSON, as the older API did; any other declared type is refused.
-fn is_json(headers: &HeaderMap) -> bool {
+pub(crate) fn is_json(headers: &HeaderMap) -> bool {
     let Some(value) = headers.get(header::CONTENT_TYPE) else {
         return true;
     };
@@ -139,7 +172,7 @@ fn is_json(headers: &HeaderMap) -> bool {
 /// Publishes the verified bytes with `Nats-Msg-Id = message_id` and waits for JetStream to say
 /// it has stored them. Anything short of a PubAck within the deadline is a 503.
 #[tracing::instrument(skip_all, fields(message_id))]
-async fn publish(
+pub(crate) async fn publish(
     state: &AppState,
     message_id: &str,
     request_id: &str,
