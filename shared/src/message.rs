@@ -351,7 +351,8 @@ fn explain_parse_error(body: &[u8], err: &serde_json::Error) -> Vec<FieldError> 
     errors
 }
 
-fn strip_position(err: &serde_json::Error) -> String {
+/// serde's message without its "at line 1 column 7" tail, which says nothing to a sender.
+pub(crate) fn strip_position(err: &serde_json::Error) -> String {
     let text = err.to_string();
     match text.find(" at line ") {
         Some(i) => text[..i].to_owned(),

@@ -92,7 +92,7 @@ pub fn unpack(body: &[u8]) -> Result<Envelope, ValidationErrors> {
     let notification: Notification = serde_json::from_slice(body).map_err(|e| {
         ValidationErrors(vec![FieldError {
             loc: vec![Loc::Key("body".into())],
-            msg: format!("not a WhatsApp notification: {}", strip_position(&e)),
+            msg: format!("not a WhatsApp notification: {}", message::strip_position(&e)),
             kind: "value_error".into(),
         }])
     })?;
@@ -200,14 +200,6 @@ fn strip_nulls(mut value: serde_json::Value) -> serde_json::Value {
         map.retain(|k, v| !v.is_null() || k == "text");
     }
     value
-}
-
-fn strip_position(err: &serde_json::Error) -> String {
-    let text = err.to_string();
-    match text.find(" at line ") {
-        Some(i) => text[..i].to_owned(),
-        None => text,
-    }
 }
 
 #[cfg(test)]
