@@ -38,6 +38,7 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let metrics = telemetry::metrics_handle();
         register_metrics(&config);
+        observe::register_metrics();
 
         let client = nats::connect(&config.nats.url, "ingest-gateway")
             .await
@@ -100,6 +101,7 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
+        tokio::spawn(observe::probe(self.state.clone(), self.background.clone()));
         let served = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
             .await;

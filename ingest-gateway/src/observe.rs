@@ -1,18 +1,37 @@
-//! One middleware for every request: the request id, the access log line and the HTTP metrics.
+//! One middleware for every request: the request id, the trace context, the access log line and
+//! the HTTP metrics. Also the gateway's start-up metric registration and its periodic probe
+//! (readiness and NATS connection state as gauges).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
+use ingest_shared::telemetry;
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::state::AppState;
+
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
 /// The request id of the request being served: the caller's `X-Request-Id` when sane, else new.
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
+
+/// The caller's W3C `traceparent`, when present and well-formed; carried to the worker as is.
+#[derive(Debug, Clone, Default)]
+pub struct TraceParent(pub Option<String>);
+
+impl TraceParent {
+    pub fn trace_id(&self) -> Option<&str> {
+        self.0
+            .as_deref()
+            .and_then(telemetry::trace_id_from_traceparent)
+    }
+}
 
 /// What `/webhook` did, put in the response's extensions for the access log.
 #[derive(Debug, Clone, Default)]
@@ -35,8 +54,28 @@ fn sane_request_id(value: &HeaderValue) -> Option<String> {
 
 pub const UNMATCHED_PATH: &str = "unmatched";
 
+/// Decrements the in-flight gauge however the request ends, including when the client hangs up
+/// and the handler's future is dropped mid-way.
+struct InFlight;
+
+impl InFlight {
+    fn start() -> Self {
+        metrics::gauge!(IN_FLIGHT).increment(1.0);
+        Self
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        metrics::gauge!(IN_FLIGHT).decrement(1.0);
+    }
+}
+
+const IN_FLIGHT: &str = "http_requests_in_flight";
+
 pub async fn observe(mut request: Request, next: Next) -> Response {
     let started = Instant::now();
+    let _in_flight = InFlight::start();
     let request_id = request
         .headers()
         .get(&X_REQUEST_ID)
@@ -48,13 +87,28 @@ pub async fn observe(mut request: Request, next: Next) -> Response {
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| UNMATCHED_PATH.to_owned());
+    let trace_parent = TraceParent(
+        request
+            .headers()
+            .get(&TRACEPARENT)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| telemetry::trace_id_from_traceparent(v).is_some())
+            .map(str::to_owned),
+    );
+    let trace_id = trace_parent.trace_id().map(str::to_owned);
     let method = request.method().clone();
+    // Never the query string: callers put tokens there.
     let path = request.uri().path().to_owned();
     request
         .extensions_mut()
         .insert(RequestId(request_id.clone()));
+    request.extensions_mut().insert(trace_parent);
 
-    let span = tracing::info_span!("request", request_id = %request_id);
+    let span = tracing::info_span!(
+        "request",
+        request_id = %request_id,
+        trace_id = trace_id.as_deref()
+    );
     let mut response = next.run(request).instrument(span).await;
 
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -74,6 +128,7 @@ pub async fn observe(mut request: Request, next: Next) -> Response {
             path = %path,
             status,
             latency_ms,
+            trace_id = trace_id.as_deref(),
             message_id = outcome.message_id.as_deref(),
             dup = outcome.dup,
             result = outcome.result,
@@ -85,8 +140,64 @@ pub async fn observe(mut request: Request, next: Next) -> Response {
             path = %path,
             status,
             latency_ms,
+            trace_id = trace_id.as_deref(),
             "request"
         ),
     }
     response
+}
+
+/// Series the README documents that the router's own fallback list does not already create, at 0
+/// from start-up. `increment(0)`/`increment(0.0)` only: a test process runs several apps on one
+/// recorder, and an `absolute(0)`/`set(0)` here would wipe another app's values.
+pub fn register_metrics() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        "http_requests_total",
+        "HTTP requests answered, by route template and status"
+    );
+    describe_counter!(
+        "webhook_requests_total",
+        "POST /webhook calls, by how they ended"
+    );
+    describe_histogram!(
+        "request_latency_ms",
+        Unit::Milliseconds,
+        "HTTP request latency, by route template"
+    );
+    describe_gauge!(IN_FLIGHT, "HTTP requests being served");
+    describe_histogram!(
+        "gateway_publish_latency_ms",
+        Unit::Milliseconds,
+        "Wait for JetStream's PubAck (or the failure)"
+    );
+    describe_gauge!(
+        "gateway_nats_connected",
+        "1 while the gateway's NATS connection is up"
+    );
+    describe_gauge!("gateway_ready", "1 while GET /health/ready answers 200");
+    let _ = metrics::histogram!("request_latency_ms", "path" => "/webhook");
+    let _ = metrics::histogram!("gateway_publish_latency_ms");
+    for name in [IN_FLIGHT, "gateway_nats_connected", "gateway_ready"] {
+        metrics::gauge!(name).increment(0.0);
+    }
+}
+
+/// How often the gateway re-checks readiness for the `gateway_ready` gauge. `/health/ready`
+/// calls update it too.
+const PROBE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Keeps `gateway_ready` and `gateway_nats_connected` current even when nothing calls
+/// `/health/ready`, so an alert on them does not depend on who probes the gateway.
+pub async fn probe(state: AppState, cancel: CancellationToken) {
+    loop {
+        let connected = state.nats.connection_state() == async_nats::connection::State::Connected;
+        metrics::gauge!("gateway_nats_connected").set(if connected { 1.0 } else { 0.0 });
+        // The check records `gateway_ready` itself.
+        let _ = crate::routes::health::check(&state).await;
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(PROBE_INTERVAL) => {}
+        }
+    }
 }

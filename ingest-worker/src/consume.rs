@@ -7,6 +7,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use async_nats::jetstream::consumer::pull::{self, MessagesErrorKind};
 use async_nats::jetstream::{self, AckKind};
 use futures::{FutureExt, StreamExt};
+use ingest_shared::telemetry::{self, TRACEPARENT_HEADER};
 use ingest_shared::{RECEIVED_AT_HEADER, REQUEST_ID_HEADER, message, nats};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -120,54 +121,61 @@ impl Consumer {
     }
 
     /// Stores a batch and acks it; on shutdown during an outage, hands it back unacked.
-    #[tracing::instrument(name = "batch", skip_all, fields(size = batch.len()))]
+    #[tracing::instrument(name = "batch", skip_all, fields(size = batch.len(), first_seq = tracing::field::Empty))]
     async fn process(&self, batch: Vec<jetstream::Message>, cancel: &CancellationToken) -> Flow {
         let mut rows = Vec::with_capacity(batch.len());
         let mut dead = Vec::new();
         let mut dead_index = HashSet::new();
         let mut seen = HashSet::with_capacity(batch.len());
-        let mut received_at = Vec::with_capacity(batch.len());
+        let mut traces = Vec::with_capacity(batch.len());
         metrics::counter!("worker_messages_consumed_total").increment(batch.len() as u64);
         for (index, m) in batch.iter().enumerate() {
-            let (seq, delivered) = m
-                .info()
-                .map(|i| (i.stream_sequence as i64, i.delivered))
-                .unwrap_or((0, 1));
-            let request_id = header(m, REQUEST_ID_HEADER);
-            if delivered > 1 {
+            let trace = Trace::of(m);
+            if index == 0 {
+                tracing::Span::current().record("first_seq", trace.seq);
+            }
+            let parsed = message::parse(&m.payload);
+            let message_id = parsed.as_ref().ok().map(|m| m.message_id.as_str());
+            if trace.delivered > 1 {
                 metrics::counter!("worker_redeliveries_total").increment(1);
                 tracing::warn!(
-                    request_id,
-                    stream_seq = seq,
-                    delivered,
+                    request_id = trace.request_id,
+                    trace_id = trace.trace_id,
+                    message_id,
+                    stream_seq = trace.seq,
+                    delivered = trace.delivered,
                     "redelivered message"
                 );
             }
-            if let Some(at) = header(m, RECEIVED_AT_HEADER).and_then(|v| v.parse::<u128>().ok()) {
-                received_at.push(at);
-            }
-            match message::parse(&m.payload) {
+            match parsed {
                 Ok(message) => {
-                    tracing::debug!(request_id, message_id = %message.message_id, stream_seq = seq, "message received");
                     if seen.insert(message.message_id.clone()) {
                         rows.push(Row {
                             message,
-                            stream_seq: seq,
+                            stream_seq: trace.seq,
                         });
                     }
                 }
                 Err(errors) => {
-                    tracing::error!(request_id, stream_seq = seq, reason = %errors, "invalid payload; dead-lettering");
+                    // The reason names fields and rules, never the payload.
+                    tracing::error!(
+                        request_id = trace.request_id,
+                        trace_id = trace.trace_id,
+                        stream_seq = trace.seq,
+                        reason = %errors,
+                        "invalid payload; dead-lettering"
+                    );
                     dead_index.insert(index);
                     dead.push(DeadLetter {
-                        stream_seq: seq,
+                        stream_seq: trace.seq,
                         subject: m.subject.to_string(),
                         payload: m.payload.to_vec(),
                         reason: format!("invalid message: {errors}"),
-                        request_id: request_id.map(str::to_owned),
+                        request_id: trace.request_id.map(str::to_owned),
                     });
                 }
             }
+            traces.push(trace);
         }
         let unique = rows.len();
 
@@ -186,6 +194,40 @@ impl Consumer {
             return Flow::Stop;
         };
         let commit_ms = started.elapsed().as_secs_f64() * 1000.0;
+        // Measured at the commit, before the acks: that is when the message became readable.
+        let now_us = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_micros();
+        let committed: Vec<&Trace> = traces
+            .iter()
+            .enumerate()
+            .filter(|(index, _)| !dead_index.contains(index))
+            .map(|(_, trace)| trace)
+            .collect();
+        for trace in &committed {
+            if let Some(at) = trace.received_at_us {
+                metrics::histogram!("worker_end_to_end_latency_ms")
+                    .record(now_us.saturating_sub(at) as f64 / 1000.0);
+            }
+        }
+        let duplicates = (batch.len() - dead.len()) as u64 - inserted;
+        metrics::counter!("worker_batches_total").increment(1);
+        metrics::histogram!("worker_batch_size").record(batch.len() as f64);
+        metrics::histogram!("worker_commit_latency_ms").record(commit_ms);
+        metrics::counter!("worker_rows_inserted_total").increment(inserted);
+        metrics::counter!("worker_duplicates_skipped_total").increment(duplicates);
+        metrics::counter!("worker_dead_letters_total").increment(dead.len() as u64);
+        log_commit(
+            &committed,
+            BatchCounts {
+                unique,
+                inserted,
+                duplicates,
+                dead_letters: dead.len(),
+                commit_ms,
+            },
+        );
 
         if self.config.faults.stop_after_commit_before_ack {
             tracing::warn!("fault injection: stopping after the commit, before the acks");
@@ -202,31 +244,6 @@ impl Consumer {
                 tracing::warn!(%error, "ack not sent");
             }
         }
-
-        let now_us = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_micros();
-        for at in received_at {
-            metrics::histogram!("worker_end_to_end_latency_ms")
-                .record(now_us.saturating_sub(at) as f64 / 1000.0);
-        }
-        let duplicates = (batch.len() - dead.len()) as u64 - inserted;
-        metrics::counter!("worker_batches_total").increment(1);
-        metrics::histogram!("worker_batch_size").record(batch.len() as f64);
-        metrics::histogram!("worker_commit_latency_ms").record(commit_ms);
-        metrics::counter!("worker_rows_inserted_total").increment(inserted);
-        metrics::counter!("worker_duplicates_skipped_total").increment(duplicates);
-        metrics::counter!("worker_dead_letters_total").increment(dead.len() as u64);
-        tracing::info!(
-            size = batch.len(),
-            unique,
-            inserted,
-            duplicates,
-            dead_letters = dead.len(),
-            commit_ms = (commit_ms * 1000.0).round() / 1000.0,
-            "batch committed"
-        );
         Flow::Continue
     }
 
@@ -302,7 +319,15 @@ impl Consumer {
                         })
                         .unwrap_or(usize::MAX);
                     let m = batch.get(index);
-                    tracing::error!(%error, message_id = %row.message.message_id, stream_seq = row.stream_seq, "row refused by postgres; dead-lettering");
+                    let trace = m.map(Trace::of);
+                    tracing::error!(
+                        %error,
+                        request_id = trace.as_ref().and_then(|t| t.request_id),
+                        trace_id = trace.as_ref().and_then(|t| t.trace_id),
+                        message_id = %row.message.message_id,
+                        stream_seq = row.stream_seq,
+                        "row refused by postgres; dead-lettering"
+                    );
                     dead_index.insert(index);
                     dead.push(DeadLetter {
                         stream_seq: row.stream_seq,
@@ -331,6 +356,91 @@ impl Consumer {
 
 fn header<'a>(m: &'a jetstream::Message, name: &str) -> Option<&'a str> {
     m.headers.as_ref()?.get(name).map(|v| v.as_str())
+}
+
+/// What a worker log line needs to name a message: the ids the gateway sent along in headers.
+struct Trace<'a> {
+    seq: i64,
+    delivered: i64,
+    request_id: Option<&'a str>,
+    trace_id: Option<&'a str>,
+    /// From `Nats-Msg-Id`, which the gateway sets to the message id.
+    message_id: Option<&'a str>,
+    received_at_us: Option<u128>,
+}
+
+impl<'a> Trace<'a> {
+    fn of(m: &'a jetstream::Message) -> Self {
+        let (seq, delivered) = m
+            .info()
+            .map(|i| (i.stream_sequence as i64, i.delivered))
+            .unwrap_or((0, 1));
+        Self {
+            seq,
+            delivered,
+            request_id: header(m, REQUEST_ID_HEADER),
+            // Re-validated: anything can publish to the subject, and the value goes into logs.
+            trace_id: header(m, TRACEPARENT_HEADER).and_then(telemetry::trace_id_from_traceparent),
+            message_id: header(m, "Nats-Msg-Id"),
+            received_at_us: header(m, RECEIVED_AT_HEADER).and_then(|v| v.parse().ok()),
+        }
+    }
+}
+
+struct BatchCounts {
+    unique: usize,
+    inserted: u64,
+    duplicates: u64,
+    dead_letters: usize,
+    commit_ms: f64,
+}
+
+/// Most request ids in one log line. A UUID list of this length stays near 4 KB (at most ~13 KB
+/// for 128-character ids), under the 16 KB at which Docker's json-file driver splits a line.
+const IDS_PER_LINE: usize = 100;
+
+/// Logs a committed batch. The per-message "committed" line is at debug because at 20k msg/s it
+/// would be 20k lines a second; instead the info line carries the committed messages' request
+/// ids (and trace ids), so a request can still be followed from the gateway into the worker.
+/// Batches above [`IDS_PER_LINE`] messages continue the list on extra lines that share the
+/// batch span's `first_seq`.
+fn log_commit(committed: &[&Trace<'_>], counts: BatchCounts) {
+    for trace in committed {
+        tracing::debug!(
+            request_id = trace.request_id,
+            trace_id = trace.trace_id,
+            message_id = trace.message_id,
+            stream_seq = trace.seq,
+            delivered = trace.delivered,
+            "message committed"
+        );
+    }
+    let mut chunks = committed.chunks(IDS_PER_LINE);
+    let (request_ids, trace_ids) = ids_of(chunks.next().unwrap_or_default());
+    tracing::info!(
+        unique = counts.unique,
+        inserted = counts.inserted,
+        duplicates = counts.duplicates,
+        dead_letters = counts.dead_letters,
+        commit_ms = (counts.commit_ms * 1000.0).round() / 1000.0,
+        request_ids,
+        trace_ids,
+        "batch committed"
+    );
+    for chunk in chunks {
+        let (request_ids, trace_ids) = ids_of(chunk);
+        tracing::info!(request_ids, trace_ids, "batch committed (more request ids)");
+    }
+}
+
+/// Comma-separated (the gateway's request ids never contain commas): greppable, and one string field in every
+/// log store. `None` when no message carried the id, so the field is left out.
+fn ids_of(traces: &[&Trace<'_>]) -> (Option<String>, Option<String>) {
+    let join = |ids: Vec<&str>| (!ids.is_empty()).then(|| ids.join(","));
+    (
+        join(traces.iter().filter_map(|t| t.request_id).collect()),
+        join(traces.iter().filter_map(|t| t.trace_id).collect()),
+    )
 }
 
 /// Messages already delivered to this worker but not yet batched go back at once rather than

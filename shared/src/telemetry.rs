@@ -11,23 +11,68 @@ use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::{JsonFields, Writer};
-use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields, MakeWriter};
 use tracing_subscriber::registry::LookupSpan;
 
 /// Installs the JSON log subscriber. `LOG_LEVEL` (default `info`) is the filter; `RUST_LOG`, when
 /// set, wins, for the usual per-module syntax. Safe to call twice (tests): the second is a no-op.
 pub fn init_logging(level: &str) {
+    init_logging_with_writer(level, std::io::stdout);
+}
+
+/// [`init_logging`] with the lines going to `writer` instead of stdout, so a test can read what
+/// an operator would see. The subscriber is process-wide: the first call wins, later calls are
+/// no-ops. Returns whether this call installed it.
+pub fn init_logging_with_writer<W>(level: &str, writer: W) -> bool
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
     let filter = std::env::var("RUST_LOG")
         .ok()
         .filter(|v| !v.trim().is_empty())
         .unwrap_or_else(|| level.to_owned());
     let filter = EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    tracing_subscriber::fmt()
         .with_env_filter(filter)
         .fmt_fields(JsonFields::new())
         .event_format(JsonLines)
-        .with_writer(std::io::stdout)
-        .try_init();
+        .with_writer(writer)
+        .try_init()
+        .is_ok()
+}
+
+/// NATS header that carries the caller's W3C trace context from the gateway to the worker.
+pub const TRACEPARENT_HEADER: &str = "traceparent";
+
+/// The trace id of a W3C `traceparent` value (`00-<32 hex>-<16 hex>-<2 hex>`), or `None` when the
+/// value is not one: a malformed header is dropped rather than carried, as the spec asks.
+/// Versions above `00` may append fields; `ff` is forbidden; all-zero ids are invalid.
+pub fn trace_id_from_traceparent(value: &str) -> Option<&str> {
+    fn lower_hex(s: &str) -> bool {
+        s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    }
+    let head = value.get(..55)?;
+    let rest = &value[55..];
+    let mut parts = head.split('-');
+    let (version, trace_id, parent_id, flags) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let shaped = version.len() == 2
+        && trace_id.len() == 32
+        && parent_id.len() == 16
+        && flags.len() == 2
+        && parts.next().is_none()
+        && lower_hex(version)
+        && lower_hex(trace_id)
+        && lower_hex(parent_id)
+        && lower_hex(flags);
+    let version_ok = match version {
+        "00" => rest.is_empty(),
+        "ff" => false,
+        _ => rest.is_empty() || rest.starts_with('-'),
+    };
+    let ids_ok = trace_id.bytes().any(|b| b != b'0') && parent_id.bytes().any(|b| b != b'0');
+    (shaped && version_ok && ids_ok).then_some(trace_id)
 }
 
 /// `{"ts":"…Z","level":"INFO","target":"…","msg":"…", <span fields>, <event fields>}`.
@@ -143,4 +188,40 @@ pub fn metrics_handle() -> PrometheusHandle {
             handle
         })
         .clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::trace_id_from_traceparent as trace_id;
+
+    #[test]
+    fn a_valid_traceparent_yields_its_trace_id() {
+        assert_eq!(
+            trace_id("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
+        // A future version may append fields.
+        assert_eq!(
+            trace_id("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra"),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
+    }
+
+    #[test]
+    fn a_malformed_traceparent_is_dropped() {
+        for bad in [
+            "",
+            "garbage",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e473-600f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0\u{e9}",
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01x",
+        ] {
+            assert_eq!(trace_id(bad), None, "{bad:?}");
+        }
+    }
 }

@@ -92,7 +92,10 @@ pub fn unpack(body: &[u8]) -> Result<Envelope, ValidationErrors> {
     let notification: Notification = serde_json::from_slice(body).map_err(|e| {
         ValidationErrors(vec![FieldError {
             loc: vec![Loc::Key("body".into())],
-            msg: format!("not a WhatsApp notification: {}", message::strip_position(&e)),
+            msg: format!(
+                "not a WhatsApp notification: {}",
+                message::strip_position(&e)
+            ),
             kind: "value_error".into(),
         }])
     })?;

@@ -25,12 +25,18 @@ async fn live() -> impl IntoResponse {
 }
 
 async fn ready(State(state): State<AppState>) -> impl IntoResponse {
+    let (status, body) = check(&state).await;
+    (status, Json(body))
+}
+
+/// Runs the readiness checks and records the outcome in the `gateway_ready` gauge.
+pub async fn check(state: &AppState) -> (StatusCode, serde_json::Value) {
     let secret = if state.config.secrets.is_empty() {
         Err("WEBHOOK_SECRET is not set")
     } else {
         Ok(())
     };
-    let (database, stream) = tokio::join!(check_database(&state), check_stream(&state));
+    let (database, stream) = tokio::join!(check_database(state), check_stream(state));
     let checks = [
         ("secret", secret),
         ("database", database),
@@ -55,7 +61,8 @@ async fn ready(State(state): State<AppState>) -> impl IntoResponse {
         "missing": missing,
         "checks": details,
     });
-    (status, Json(body))
+    metrics::gauge!("gateway_ready").set(if missing.is_empty() { 1.0 } else { 0.0 });
+    (status, body)
 }
 
 async fn check_database(state: &AppState) -> Result<(), &'static str> {

@@ -11,11 +11,12 @@ use axum::routing::post;
 use axum::{Extension, Json, Router};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use ingest_shared::signature::{StandardWebhookError, StandardWebhookHeaders};
+use ingest_shared::telemetry::TRACEPARENT_HEADER;
 use ingest_shared::{RECEIVED_AT_HEADER, REQUEST_ID_HEADER, message};
 use serde_json::json;
 
 use crate::error::ApiError;
-use crate::observe::{RequestId, WebhookOutcome};
+use crate::observe::{RequestId, TraceParent, WebhookOutcome};
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -36,11 +37,16 @@ pub const RESULTS: [&str; 7] = [
 async fn receive(
     State(state): State<AppState>,
     Extension(request_id): Extension<RequestId>,
+    Extension(trace_parent): Extension<TraceParent>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let mut outcome = WebhookOutcome::default();
-    let result = ingest(&state, &request_id, &headers, body, &mut outcome).await;
+    let ids = Correlation {
+        request_id: &request_id.0,
+        trace_parent: trace_parent.0.as_deref(),
+    };
+    let result = ingest(&state, ids, &headers, body, &mut outcome).await;
     let mut response = match result {
         Ok(()) => Json(json!({"status": "ok"})).into_response(),
         Err(error) => {
@@ -60,10 +66,17 @@ async fn receive(
     response
 }
 
+/// What travels to the worker in NATS headers so its log lines name the same request.
+#[derive(Clone, Copy)]
+pub(crate) struct Correlation<'a> {
+    pub(crate) request_id: &'a str,
+    pub(crate) trace_parent: Option<&'a str>,
+}
+
 #[tracing::instrument(name = "webhook", skip_all)]
 async fn ingest(
     state: &AppState,
-    request_id: &RequestId,
+    ids: Correlation<'_>,
     headers: &HeaderMap,
     body: Body,
     outcome: &mut WebhookOutcome,
@@ -84,7 +97,7 @@ async fn ingest(
     let message = message::parse(&body).map_err(ApiError::Validation)?;
     outcome.message_id = Some(message.message_id.clone());
 
-    let ack = publish(state, &message.message_id, &request_id.0, received_at, body).await?;
+    let ack = publish(state, &message.message_id, ids, received_at, body).await?;
     outcome.dup = ack.duplicate;
     outcome.result = if ack.duplicate {
         "duplicate"
@@ -175,10 +188,11 @@ pub(crate) fn is_json(headers: &HeaderMap) -> bool {
 pub(crate) async fn publish(
     state: &AppState,
     message_id: &str,
-    request_id: &str,
+    ids: Correlation<'_>,
     received_at_us: u128,
     body: Bytes,
 ) -> Result<PublishAck, ApiError> {
+    tracing::Span::current().record("message_id", message_id);
     let unavailable = |reason| ApiError::Unavailable {
         reason,
         retry_after_secs: state.config.retry_after_secs,
@@ -190,7 +204,10 @@ pub(crate) async fn publish(
     }
     let mut nats_headers = async_nats::HeaderMap::new();
     nats_headers.insert(async_nats::header::NATS_MESSAGE_ID, message_id);
-    nats_headers.insert(REQUEST_ID_HEADER, request_id);
+    nats_headers.insert(REQUEST_ID_HEADER, ids.request_id);
+    if let Some(trace_parent) = ids.trace_parent {
+        nats_headers.insert(TRACEPARENT_HEADER, trace_parent);
+    }
     nats_headers.insert(RECEIVED_AT_HEADER, received_at_us.to_string());
 
     let started = Instant::now();

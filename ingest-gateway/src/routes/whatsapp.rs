@@ -16,8 +16,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::error::ApiError;
-use crate::observe::{RequestId, WebhookOutcome};
-use crate::routes::webhook::{is_json, publish, read_body};
+use crate::observe::{RequestId, TraceParent, WebhookOutcome};
+use crate::routes::webhook::{Correlation, is_json, publish, read_body};
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -87,11 +87,16 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 async fn receive(
     State(state): State<AppState>,
     Extension(request_id): Extension<RequestId>,
+    Extension(trace_parent): Extension<TraceParent>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let mut outcome = WebhookOutcome::default();
-    let result = ingest(&state, &request_id, &headers, body, &mut outcome).await;
+    let ids = Correlation {
+        request_id: &request_id.0,
+        trace_parent: trace_parent.0.as_deref(),
+    };
+    let result = ingest(&state, ids, &headers, body, &mut outcome).await;
     let mut response = match result {
         Ok(()) => Json(json!({"status": "ok"})).into_response(),
         Err(error) => {
@@ -112,7 +117,7 @@ async fn receive(
 #[tracing::instrument(name = "whatsapp", skip_all)]
 async fn ingest(
     state: &AppState,
-    request_id: &RequestId,
+    ids: Correlation<'_>,
     headers: &HeaderMap,
     body: Body,
     outcome: &mut WebhookOutcome,
@@ -167,7 +172,7 @@ async fn ingest(
         publish(
             state,
             &m.message_id,
-            &request_id.0,
+            ids,
             received_at,
             Bytes::from(m.body.clone()),
         )

@@ -25,7 +25,13 @@ async fn live() -> impl IntoResponse {
 }
 
 async fn ready(State(state): State<AppState>) -> impl IntoResponse {
-    let (database, consumer) = tokio::join!(check_database(&state), check_consumer(&state));
+    let (status, body) = check(&state).await;
+    (status, Json(body))
+}
+
+/// Runs the readiness checks and records the outcome in the `worker_ready` gauge.
+pub async fn check(state: &AppState) -> (StatusCode, serde_json::Value) {
+    let (database, consumer) = tokio::join!(check_database(state), check_consumer(state));
     let checks = [("database", database), ("consumer", consumer)];
     let missing: Vec<&str> = checks
         .iter()
@@ -46,7 +52,8 @@ async fn ready(State(state): State<AppState>) -> impl IntoResponse {
         "missing": missing,
         "checks": details,
     });
-    (status, Json(body))
+    metrics::gauge!("worker_ready").set(if missing.is_empty() { 1.0 } else { 0.0 });
+    (status, body)
 }
 
 async fn check_database(state: &AppState) -> Result<(), &'static str> {
