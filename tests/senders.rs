@@ -258,7 +258,7 @@ async fn whatsapp_cloud_api_handshake_and_notifications() {
     );
     assert_eq!(ok.text().await.unwrap(), "1158201444");
     for query in [
-        format!("hub.mode=subscribe&hub.verify_token=wrong&hub.challenge=1"),
+        "hub.mode=subscribe&hub.verify_token=wrong&hub.challenge=1".to_owned(),
         format!("hub.mode=unsubscribe&hub.verify_token={VERIFY_TOKEN}&hub.challenge=1"),
         "".to_owned(),
     ] {
