@@ -1,3 +1,5 @@
 pub mod health;
+pub mod messages;
 pub mod metrics;
+pub mod stats;
 pub mod webhook;
