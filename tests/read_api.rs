@@ -33,19 +33,79 @@ const fn m(
 
 /// Posted in this (shuffled) order; listed by the API as `ORDER`.
 const FIXTURES: [Fixture; 13] = [
-    m("m07", "+911", "+143", "2025-01-16T00:00:00Z", Some("it's fine")),
-    m("m02", "+911", "+142", "2025-01-15T10:00:00Z", Some("hello again")),
-    m("m13", "+915", "+144", "2025-01-18T00:00:00Z", Some("backslash")),
-    m("m03", "+912", "+141", "2025-01-15T10:00:00.5Z", Some("100% sure")),
-    m("m11", "+919876543210", "+14155550100", "2024-12-31T23:59:59Z", Some("new year")),
+    m(
+        "m07",
+        "+911",
+        "+143",
+        "2025-01-16T00:00:00Z",
+        Some("it's fine"),
+    ),
+    m(
+        "m02",
+        "+911",
+        "+142",
+        "2025-01-15T10:00:00Z",
+        Some("hello again"),
+    ),
+    m(
+        "m13",
+        "+915",
+        "+144",
+        "2025-01-18T00:00:00Z",
+        Some("backslash"),
+    ),
+    m(
+        "m03",
+        "+912",
+        "+141",
+        "2025-01-15T10:00:00.5Z",
+        Some("100% sure"),
+    ),
+    m(
+        "m11",
+        "+919876543210",
+        "+14155550100",
+        "2024-12-31T23:59:59Z",
+        Some("new year"),
+    ),
     m("m05", "+913", "+142", "2025-01-15T11:00:00Z", Some("a_b")),
     m("m09", "+914", "+141", "2025-01-17T00:00:00Z", None),
-    m("m01", "+911", "+141", "2025-01-15T10:00:00Z", Some("Hello world")),
-    m("m12", "+915", "+144", "2025-01-18T00:00:00Z", Some("its fine")),
-    m("m04", "+912", "+141", "2025-01-15T10:00:01.250000Z", Some("100 sure")),
+    m(
+        "m01",
+        "+911",
+        "+141",
+        "2025-01-15T10:00:00Z",
+        Some("Hello world"),
+    ),
+    m(
+        "m12",
+        "+915",
+        "+144",
+        "2025-01-18T00:00:00Z",
+        Some("its fine"),
+    ),
+    m(
+        "m04",
+        "+912",
+        "+141",
+        "2025-01-15T10:00:01.250000Z",
+        Some("100 sure"),
+    ),
     m("m06", "+913", "+143", "2025-01-15T12:00:00Z", Some("axb")),
-    m("m10", "+919876543210", "+14155550100", "2025-01-17T08:00:00Z", Some("HELLO caps")),
-    m("m08", "+914", "+141", "2025-01-16T09:30:00.123456789Z", Some("back\\slash")),
+    m(
+        "m10",
+        "+919876543210",
+        "+14155550100",
+        "2025-01-17T08:00:00Z",
+        Some("HELLO caps"),
+    ),
+    m(
+        "m08",
+        "+914",
+        "+141",
+        "2025-01-16T09:30:00.123456789Z",
+        Some("back\\slash"),
+    ),
 ];
 
 const ORDER: [&str; 13] = [
@@ -105,7 +165,13 @@ impl Api<'_> {
 
     async fn post_all(&self, bodies: &[String]) {
         let statuses: Vec<u16> = futures::stream::iter(bodies)
-            .map(|b| async move { self.env.post_signed(self.gateway, b).await.status().as_u16() })
+            .map(|b| async move {
+                self.env
+                    .post_signed(self.gateway, b)
+                    .await
+                    .status()
+                    .as_u16()
+            })
             .buffer_unordered(16)
             .collect()
             .await;
@@ -113,7 +179,11 @@ impl Api<'_> {
     }
 }
 
-async fn start(env: &TestEnv, workers: usize, worker_overrides: &[(&str, &str)]) -> (Running, Vec<Running>) {
+async fn start(
+    env: &TestEnv,
+    workers: usize,
+    worker_overrides: &[(&str, &str)],
+) -> (Running, Vec<Running>) {
     let gateway = env.start_gateway(env.gateway_config(&[])).await;
     let mut started = Vec::new();
     for _ in 0..workers {
@@ -138,8 +208,12 @@ fn strs(ids: &[&str]) -> Vec<String> {
 async fn messages_filters_and_pagination_match_the_contract() {
     let env = TestEnv::new().await;
     let (gateway, workers) = start(&env, 1, &[]).await;
-    let api = Api { env: &env, gateway: &gateway };
-    api.post_all(&FIXTURES.iter().map(body).collect::<Vec<_>>()).await;
+    let api = Api {
+        env: &env,
+        gateway: &gateway,
+    };
+    api.post_all(&FIXTURES.iter().map(body).collect::<Vec<_>>())
+        .await;
     env.wait_for_rows(FIXTURES.len() as i64).await;
     env.wait_drained().await;
 
@@ -156,7 +230,14 @@ async fn messages_filters_and_pagination_match_the_contract() {
 
     let page = api.page("limit=2&offset=3").await;
     assert_eq!(page["data"], json!(all[3..5]));
-    assert_eq!((page["total"].clone(), page["limit"].clone(), page["offset"].clone()), (json!(13), json!(2), json!(3)));
+    assert_eq!(
+        (
+            page["total"].clone(),
+            page["limit"].clone(),
+            page["offset"].clone()
+        ),
+        (json!(13), json!(2), json!(3))
+    );
     assert!(page["next_cursor"].is_string());
     let page = api.page("limit=100&offset=11").await;
     assert_eq!(page["data"], json!(all[11..]));
@@ -179,14 +260,28 @@ async fn messages_filters_and_pagination_match_the_contract() {
         // since inclusive, until exclusive, in each accepted format.
         (
             "since=2025-01-15T10:00:00.5Z",
-            &["m03", "m04", "m05", "m06", "m07", "m08", "m09", "m10", "m12", "m13"],
+            &[
+                "m03", "m04", "m05", "m06", "m07", "m08", "m09", "m10", "m12", "m13",
+            ],
         ),
         ("until=2025-01-15T10:00:00.5Z", &["m11", "m01", "m02"]),
         ("until=2025-01-15T10:00:00.500Z", &["m11", "m01", "m02"]),
-        ("since=2025-01-16", &["m07", "m08", "m09", "m10", "m12", "m13"]),
-        ("since=2025-01-16T05:00:00+05:00", &["m07", "m08", "m09", "m10", "m12", "m13"]),
-        ("since=2025-01-16T05:00:00%2B05:00", &["m07", "m08", "m09", "m10", "m12", "m13"]),
-        ("since=2025-01-15T23:00:00-01:00", &["m07", "m08", "m09", "m10", "m12", "m13"]),
+        (
+            "since=2025-01-16",
+            &["m07", "m08", "m09", "m10", "m12", "m13"],
+        ),
+        (
+            "since=2025-01-16T05:00:00+05:00",
+            &["m07", "m08", "m09", "m10", "m12", "m13"],
+        ),
+        (
+            "since=2025-01-16T05:00:00%2B05:00",
+            &["m07", "m08", "m09", "m10", "m12", "m13"],
+        ),
+        (
+            "since=2025-01-15T23:00:00-01:00",
+            &["m07", "m08", "m09", "m10", "m12", "m13"],
+        ),
         (
             "since=2025-01-15T11:00:00Z&until=2025-01-17T00:00:00Z",
             &["m05", "m06", "m07", "m08"],
@@ -194,10 +289,22 @@ async fn messages_filters_and_pagination_match_the_contract() {
         ("since=2025-01-17T00:00:00Z&until=2025-01-17T00:00:00Z", &[]),
         // Ranges inside one hour, across hour edges and open-ended (the total is computed from
         // hourly buckets plus the partial hours at the edges).
-        ("since=2025-01-15T10:00:00.5Z&until=2025-01-15T10:30:00Z", &["m03", "m04"]),
-        ("since=2025-01-15T10:00:00Z&until=2025-01-15T11:00:00Z", &["m01", "m02", "m03", "m04"]),
-        ("since=2025-01-15T10:00:01Z&until=2025-01-16T09:30:00.2Z", &["m04", "m05", "m06", "m07", "m08"]),
-        ("until=2025-01-16T09:30:00.123Z", &["m11", "m01", "m02", "m03", "m04", "m05", "m06", "m07"]),
+        (
+            "since=2025-01-15T10:00:00.5Z&until=2025-01-15T10:30:00Z",
+            &["m03", "m04"],
+        ),
+        (
+            "since=2025-01-15T10:00:00Z&until=2025-01-15T11:00:00Z",
+            &["m01", "m02", "m03", "m04"],
+        ),
+        (
+            "since=2025-01-15T10:00:01Z&until=2025-01-16T09:30:00.2Z",
+            &["m04", "m05", "m06", "m07", "m08"],
+        ),
+        (
+            "until=2025-01-16T09:30:00.123Z",
+            &["m11", "m01", "m02", "m03", "m04", "m05", "m06", "m07"],
+        ),
         ("since=2024-01-01&until=2030-01-01", &ORDER),
         ("since=2026-01-01", &[]),
         // q: case-insensitive substring; wildcards, quote and backslash match literally.
@@ -241,7 +348,10 @@ async fn messages_filters_and_pagination_match_the_contract() {
         assert_eq!(page["data"].as_array().unwrap().len(), 1, "{query}");
     }
     let null_text = api.page("from=+914&since=2025-01-17").await;
-    assert_eq!(null_text["data"][0], json!({"message_id": "m09", "from": "+914", "to": "+141", "ts": "2025-01-17T00:00:00Z", "text": null}));
+    assert_eq!(
+        null_text["data"][0],
+        json!({"message_id": "m09", "from": "+914", "to": "+141", "ts": "2025-01-17T00:00:00Z", "text": null})
+    );
 
     // Every bad value: 422, FastAPI's shape, the parameter named.
     let bad: &[(&str, &[(&str, &str)])] = &[
@@ -255,45 +365,72 @@ async fn messages_filters_and_pagination_match_the_contract() {
         ("offset=-1", &[("offset", "greater_than_equal")]),
         ("offset=x", &[("offset", "int_parsing")]),
         ("since=yesterday", &[("since", "datetime_parsing")]),
-        ("since=2025-01-15T10:00:00", &[("since", "datetime_parsing")]),
+        (
+            "since=2025-01-15T10:00:00",
+            &[("since", "datetime_parsing")],
+        ),
         ("since=2025-02-30", &[("since", "datetime_parsing")]),
         ("until=2025-13-01", &[("until", "datetime_parsing")]),
         ("from=919876543210", &[("from", "string_pattern_mismatch")]),
-        ("from_msisdn=abc", &[("from_msisdn", "string_pattern_mismatch")]),
+        (
+            "from_msisdn=abc",
+            &[("from_msisdn", "string_pattern_mismatch")],
+        ),
         ("to=+1x", &[("to", "string_pattern_mismatch")]),
         ("cursor=not-a-cursor", &[("cursor", "value_error")]),
         ("cursor=00", &[("cursor", "value_error")]),
         (
             "limit=0&offset=-1&since=x",
-            &[("limit", "greater_than_equal"), ("offset", "greater_than_equal"), ("since", "datetime_parsing")],
+            &[
+                ("limit", "greater_than_equal"),
+                ("offset", "greater_than_equal"),
+                ("since", "datetime_parsing"),
+            ],
         ),
     ];
     for (query, expected) in bad {
         let (status, value) = api.get(&format!("/messages?{query}")).await;
         assert_eq!(status, 422, "{query}: {value}");
-        let detail = value["detail"].as_array().unwrap_or_else(|| panic!("{query}: {value}"));
+        let detail = value["detail"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{query}: {value}"));
         let got: Vec<(String, String)> = detail
             .iter()
             .map(|e| {
                 assert_eq!(e["loc"][0], "query", "{query}: {value}");
                 assert!(e["msg"].as_str().is_some_and(|m| !m.is_empty()), "{value}");
-                (e["loc"][1].as_str().unwrap().to_owned(), e["type"].as_str().unwrap().to_owned())
+                (
+                    e["loc"][1].as_str().unwrap().to_owned(),
+                    e["type"].as_str().unwrap().to_owned(),
+                )
             })
             .collect();
-        let expected: Vec<(String, String)> =
-            expected.iter().map(|(a, b)| ((*a).to_owned(), (*b).to_owned())).collect();
+        let expected: Vec<(String, String)> = expected
+            .iter()
+            .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+            .collect();
         assert_eq!(got, expected, "{query}");
     }
     // A real cursor with an offset (even 0) is refused: the two would disagree.
-    let cursor = api.page("limit=2").await["next_cursor"].as_str().unwrap().to_owned();
-    let (status, value) = api.get(&format!("/messages?cursor={cursor}&offset=0")).await;
+    let cursor = api.page("limit=2").await["next_cursor"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, value) = api
+        .get(&format!("/messages?cursor={cursor}&offset=0"))
+        .await;
     assert_eq!(status, 422, "{value}");
     assert_eq!(value["detail"][0]["loc"], json!(["query", "cursor"]));
 
     stop(gateway, workers).await;
 }
 
-async fn cursor_walk(api: &Api<'_>, query: &str, limit: usize, mut between_pages: impl AsyncFnMut(usize)) -> Vec<String> {
+async fn cursor_walk(
+    api: &Api<'_>,
+    query: &str,
+    limit: usize,
+    mut between_pages: impl AsyncFnMut(usize),
+) -> Vec<String> {
     let mut ids = Vec::new();
     let mut cursor: Option<String> = None;
     for page_no in 0.. {
@@ -305,7 +442,10 @@ async fn cursor_walk(api: &Api<'_>, query: &str, limit: usize, mut between_pages
         assert_eq!(page["offset"], 0);
         let data = page["data"].as_array().unwrap();
         assert!(data.len() <= limit);
-        ids.extend(data.iter().map(|m| m["message_id"].as_str().unwrap().to_owned()));
+        ids.extend(
+            data.iter()
+                .map(|m| m["message_id"].as_str().unwrap().to_owned()),
+        );
         match page["next_cursor"].as_str() {
             Some(next) => {
                 assert_eq!(data.len(), limit, "a page before the last is full");
@@ -322,7 +462,9 @@ async fn cursor_walk(api: &Api<'_>, query: &str, limit: usize, mut between_pages
 async fn offset_walk(api: &Api<'_>, query: &str, limit: usize) -> Vec<String> {
     let mut ids = Vec::new();
     loop {
-        let (page, _) = api.ids(&format!("limit={limit}&offset={}&{query}", ids.len())).await;
+        let (page, _) = api
+            .ids(&format!("limit={limit}&offset={}&{query}", ids.len()))
+            .await;
         let done = page.len() < limit;
         ids.extend(page);
         if done {
@@ -335,7 +477,10 @@ async fn offset_walk(api: &Api<'_>, query: &str, limit: usize) -> Vec<String> {
 async fn cursor_walk_equals_offset_walk_and_stays_correct_while_rows_arrive() {
     let env = TestEnv::new().await;
     let (gateway, workers) = start(&env, 1, &[]).await;
-    let api = Api { env: &env, gateway: &gateway };
+    let api = Api {
+        env: &env,
+        gateway: &gateway,
+    };
 
     // 40 messages, three to a timestamp, ids scrambled so the message_id tie-break matters.
     let mut expected: Vec<(String, String)> = Vec::new();
@@ -356,7 +501,11 @@ async fn cursor_walk_equals_offset_walk_and_stays_correct_while_rows_arrive() {
     for limit in [1, 7, 40, 100] {
         let by_cursor = cursor_walk(&api, "", limit, async |_| {}).await;
         assert_eq!(by_cursor, expected, "cursor walk, limit {limit}");
-        assert_eq!(offset_walk(&api, "", limit).await, expected, "offset walk, limit {limit}");
+        assert_eq!(
+            offset_walk(&api, "", limit).await,
+            expected,
+            "offset walk, limit {limit}"
+        );
     }
     // With a filter too: the cursor continues within the filtered rows.
     let from_100: Vec<String> = cursor_walk(&api, "from=+100", 3, async |_| {}).await;
@@ -365,8 +514,12 @@ async fn cursor_walk_equals_offset_walk_and_stays_correct_while_rows_arrive() {
 
     // Rows arriving mid-walk: one before the cursor (not seen, and nothing seen twice or
     // skipped), one after it (seen).
-    let early = json!({"message_id": "early", "from": "+100", "to": "+300", "ts": "2025-02-01T00:00:00Z"}).to_string();
-    let late = json!({"message_id": "late", "from": "+100", "to": "+300", "ts": "2025-04-01T00:00:00Z"}).to_string();
+    let early =
+        json!({"message_id": "early", "from": "+100", "to": "+300", "ts": "2025-02-01T00:00:00Z"})
+            .to_string();
+    let late =
+        json!({"message_id": "late", "from": "+100", "to": "+300", "ts": "2025-04-01T00:00:00Z"})
+            .to_string();
     let walked = cursor_walk(&api, "", 7, async |page_no| {
         if page_no == 1 {
             api.post_all(&[early.clone(), late.clone()]).await;
@@ -383,7 +536,10 @@ async fn cursor_walk_equals_offset_walk_and_stays_correct_while_rows_arrive() {
 
 async fn expected_stats(env: &TestEnv) -> Value {
     let count = |sql: &'static str| async move {
-        sqlx::query_scalar::<_, i64>(sql).fetch_one(&env.db).await.unwrap()
+        sqlx::query_scalar::<_, i64>(sql)
+            .fetch_one(&env.db)
+            .await
+            .unwrap()
     };
     let top: Vec<(String, i64)> = sqlx::query_as(
         "SELECT from_msisdn, count(*) FROM messages GROUP BY from_msisdn ORDER BY 2 DESC, 1 LIMIT 10",
@@ -415,7 +571,10 @@ async fn expected_stats(env: &TestEnv) -> Value {
 async fn stats_equal_direct_counts_with_two_workers_and_duplicates() {
     let env = TestEnv::new().await;
     let (gateway, workers) = start(&env, 2, &[("BATCH_SIZE", "16")]).await;
-    let api = Api { env: &env, gateway: &gateway };
+    let api = Api {
+        env: &env,
+        gateway: &gateway,
+    };
 
     let (status, empty) = api.get("/stats").await;
     assert_eq!(status, 200);
@@ -469,21 +628,29 @@ async fn stats_equal_direct_counts_with_two_workers_and_duplicates() {
     // The /messages totals answered from the same aggregates agree with counting.
     assert_eq!(api.page("limit=1").await["total"], 300);
     for sender in ["+910000", "+910004", "+910013"] {
-        let direct: i64 = sqlx::query_scalar("SELECT count(*) FROM messages WHERE from_msisdn = $1")
-            .bind(sender)
+        let direct: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM messages WHERE from_msisdn = $1")
+                .bind(sender)
+                .fetch_one(&env.db)
+                .await
+                .unwrap();
+        assert_eq!(
+            api.page(&format!("limit=1&from={sender}")).await["total"],
+            direct
+        );
+    }
+    let direct: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM messages WHERE to_msisdn = '+140003'")
             .fetch_one(&env.db)
             .await
             .unwrap();
-        assert_eq!(api.page(&format!("limit=1&from={sender}")).await["total"], direct);
-    }
-    let direct: i64 = sqlx::query_scalar("SELECT count(*) FROM messages WHERE to_msisdn = '+140003'")
-        .fetch_one(&env.db)
-        .await
-        .unwrap();
     assert_eq!(api.page("limit=1&to=+140003").await["total"], direct);
 
     // The repair function agrees with what the workers maintained.
-    sqlx::query("SELECT rebuild_message_stats()").execute(&env.db).await.unwrap();
+    sqlx::query("SELECT rebuild_message_stats()")
+        .execute(&env.db)
+        .await
+        .unwrap();
     assert_eq!(api.get("/stats").await.1, expected);
 
     stop(gateway, workers).await;
@@ -493,11 +660,18 @@ async fn stats_equal_direct_counts_with_two_workers_and_duplicates() {
 async fn openapi_document_parses_and_lists_every_route_served() {
     let env = TestEnv::new().await;
     let gateway = env.start_gateway(env.gateway_config(&[])).await;
-    let api = Api { env: &env, gateway: &gateway };
+    let api = Api {
+        env: &env,
+        gateway: &gateway,
+    };
 
     let (status, doc) = api.get("/openapi.json").await;
     assert_eq!(status, 200);
-    assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{}", doc["openapi"]);
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3."),
+        "{}",
+        doc["openapi"]
+    );
     let methods = ["get", "post", "put", "patch", "delete"];
     let documented: BTreeSet<(String, String)> = doc["paths"]
         .as_object()
@@ -565,10 +739,30 @@ async fn openapi_document_parses_and_lists_every_route_served() {
         .collect();
     assert_eq!(
         params,
-        BTreeSet::from(["limit", "offset", "from", "from_msisdn", "to", "since", "until", "q", "cursor"])
+        BTreeSet::from([
+            "limit",
+            "offset",
+            "from",
+            "from_msisdn",
+            "to",
+            "since",
+            "until",
+            "q",
+            "cursor"
+        ])
     );
-    for schema in ["MessagesPage", "MessageItem", "Stats", "ValidationErrorBody", "DetailBody", "WebhookMessage"] {
-        assert!(doc["components"]["schemas"].get(schema).is_some(), "{schema}");
+    for schema in [
+        "MessagesPage",
+        "MessageItem",
+        "Stats",
+        "ValidationErrorBody",
+        "DetailBody",
+        "WebhookMessage",
+    ] {
+        assert!(
+            doc["components"]["schemas"].get(schema).is_some(),
+            "{schema}"
+        );
     }
 
     gateway.stop().await.unwrap();

@@ -133,8 +133,7 @@ fn router(state: AppState) -> Router {
 /// read queries fold away the filters that are not given (`$n IS NULL OR ...`) and a cached
 /// generic plan would keep them all; the timeout bounds what one search can cost.
 fn read_pool(config: &Config) -> Result<sqlx::PgPool, sqlx::Error> {
-    let options: sqlx::postgres::PgConnectOptions =
-        config.database_read_url.expose().parse()?;
+    let options: sqlx::postgres::PgConnectOptions = config.database_read_url.expose().parse()?;
     let timeout_ms = config.read_statement_timeout.as_millis().to_string();
     let options = options.options([
         ("plan_cache_mode", "force_custom_plan"),

@@ -155,7 +155,14 @@ impl Params {
         let [limit, offset, from, from_alias, to, since, until, q, cursor] = values;
         let mut errors = Vec::new();
         let mut params = Params {
-            limit: int_param("limit", limit, DEFAULT_LIMIT, 1, Some(MAX_LIMIT), &mut errors),
+            limit: int_param(
+                "limit",
+                limit,
+                DEFAULT_LIMIT,
+                1,
+                Some(MAX_LIMIT),
+                &mut errors,
+            ),
             ..Params::default()
         };
         let offset_given = offset.is_some();
@@ -379,9 +386,8 @@ ORDER BY p.ts, p.message_id"
 }
 
 /// No filter: the total the worker keeps, instead of counting a million rows.
-const PAGE_TOTAL_ALL: &str = page_with_total!(
-    "SELECT coalesce((SELECT total_messages FROM message_totals), 0) AS n"
-);
+const PAGE_TOTAL_ALL: &str =
+    page_with_total!("SELECT coalesce((SELECT total_messages FROM message_totals), 0) AS n");
 /// Only a sender or only a recipient: that one's count, also kept by the worker.
 const PAGE_TOTAL_FROM: &str = page_with_total!(
     "SELECT coalesce((SELECT count FROM sender_stats WHERE from_msisdn = $1), 0) AS n"
@@ -553,7 +559,10 @@ mod tests {
         assert_eq!(kinds("offset=1.5")[0].1, "int_parsing");
         assert_eq!(kinds("from_msisdn=abc")[0].0, "from_msisdn");
         assert_eq!(kinds("cursor=zz")[0].0, "cursor");
-        assert_eq!(kinds("cursor=00&offset=0")[0], ("cursor".into(), "value_error".into()));
+        assert_eq!(
+            kinds("cursor=00&offset=0")[0],
+            ("cursor".into(), "value_error".into())
+        );
     }
 
     #[test]
@@ -570,12 +579,31 @@ mod tests {
     #[test]
     fn since_formats() {
         let at = |s: &str| parse_instant(s).map(|t| t.to_rfc3339());
-        assert_eq!(at("2025-01-15T10:00:00Z").unwrap(), "2025-01-15T10:00:00+00:00");
+        assert_eq!(
+            at("2025-01-15T10:00:00Z").unwrap(),
+            "2025-01-15T10:00:00+00:00"
+        );
         assert_eq!(at("2025-01-15").unwrap(), "2025-01-15T00:00:00+00:00");
-        assert_eq!(at("2025-01-15T10:00:00+05:30").unwrap(), "2025-01-15T04:30:00+00:00");
-        assert_eq!(at("2025-01-15T10:00:00.5 05:30").unwrap(), "2025-01-15T04:30:00.500+00:00");
-        assert_eq!(at("2025-01-15T10:00:00-01:00").unwrap(), "2025-01-15T11:00:00+00:00");
-        for bad in ["", "2025-1-15", "2025-02-30", "+2025-01-1", "2025-01-15 10:00:00Z", "1736935200"] {
+        assert_eq!(
+            at("2025-01-15T10:00:00+05:30").unwrap(),
+            "2025-01-15T04:30:00+00:00"
+        );
+        assert_eq!(
+            at("2025-01-15T10:00:00.5 05:30").unwrap(),
+            "2025-01-15T04:30:00.500+00:00"
+        );
+        assert_eq!(
+            at("2025-01-15T10:00:00-01:00").unwrap(),
+            "2025-01-15T11:00:00+00:00"
+        );
+        for bad in [
+            "",
+            "2025-1-15",
+            "2025-02-30",
+            "+2025-01-1",
+            "2025-01-15 10:00:00Z",
+            "1736935200",
+        ] {
             assert!(at(bad).is_none(), "{bad}");
         }
     }
