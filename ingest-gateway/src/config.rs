@@ -25,6 +25,12 @@ pub struct Config {
     pub whatsapp_secrets: WebhookSecrets,
     pub database_url: SecretUrl,
     pub db_max_connections: u32,
+    /// Where the read API queries: a replica, or (by default) the same database.
+    pub database_read_url: SecretUrl,
+    /// A pool of its own, so analysts' queries never take the connections /health/ready needs.
+    pub read_db_max_connections: u32,
+    /// Bound on one read query, so an expensive search cannot hold a connection for long.
+    pub read_statement_timeout: Duration,
     pub nats: StreamSettings,
     pub max_body_bytes: usize,
     /// Bound on the wait for JetStream's PubAck; past it the sender gets 503 and retries.
@@ -39,6 +45,7 @@ pub struct Config {
 
 impl Config {
     pub fn from_env(env: &dyn Env) -> Result<Self, ConfigError> {
+        let database_url = string_or(env, "DATABASE_URL", DEFAULT_DATABASE_URL);
         Ok(Self {
             addr: parse_or(env, "GATEWAY_ADDR", SocketAddr::from(([0, 0, 0, 0], 8000)))?,
             secrets: WebhookSecrets::from_list(&env.get("WEBHOOK_SECRET").unwrap_or_default()),
@@ -54,8 +61,21 @@ impl Config {
             whatsapp_secrets: WebhookSecrets::from_list(
                 &env.get("WHATSAPP_APP_SECRET").unwrap_or_default(),
             ),
-            database_url: SecretUrl::new(string_or(env, "DATABASE_URL", DEFAULT_DATABASE_URL)),
+            database_read_url: SecretUrl::new(string_or(env, "DATABASE_READ_URL", &database_url)),
+            database_url: SecretUrl::new(database_url),
             db_max_connections: parse_in_range(env, "GATEWAY_DB_MAX_CONNECTIONS", 8, 1..=1000)?,
+            read_db_max_connections: parse_in_range(
+                env,
+                "GATEWAY_READ_DB_MAX_CONNECTIONS",
+                8,
+                1..=1000,
+            )?,
+            read_statement_timeout: millis_or(
+                env,
+                "READ_STATEMENT_TIMEOUT_MS",
+                5000,
+                10..=600_000,
+            )?,
             nats: StreamSettings::from_env(env)?,
             max_body_bytes: parse_in_range(env, "MAX_BODY_BYTES", 1 << 20, 64..=64 << 20)?,
             publish_timeout: millis_or(env, "PUBLISH_TIMEOUT_MS", 2000, 10..=60_000)?,

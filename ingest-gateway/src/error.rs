@@ -28,6 +28,8 @@ pub enum ApiError {
         reason: &'static str,
         retry_after_secs: u64,
     },
+    #[error("internal error")]
+    Internal,
     #[error("not found")]
     NotFound,
     #[error("method not allowed")]
@@ -42,12 +44,48 @@ impl ApiError {
             ApiError::InvalidSignature | ApiError::Forbidden => "invalid_signature",
             ApiError::StaleTimestamp => "stale_timestamp",
             ApiError::Unavailable { .. } => "unavailable",
-            ApiError::Validation(_)
+            ApiError::Internal
+            | ApiError::Validation(_)
             | ApiError::UnsupportedMediaType
             | ApiError::BodyTimeout
             | ApiError::BadBody
             | ApiError::NotFound
             | ApiError::MethodNotAllowed => "validation_error",
+        }
+    }
+}
+
+impl ApiError {
+    /// A failed read query: logged in full here, answered without details. Connection trouble,
+    /// a statement timeout or a missing schema is 503 (retrying later can work); anything else
+    /// is a bug, 500.
+    pub fn from_db(what: &'static str, error: sqlx::Error, retry_after_secs: u64) -> Self {
+        let transient = match &error {
+            sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+                // 08: connection, 53: resources, 57: operator intervention (statement timeout,
+                // shutdown), 42P01: relation missing (migrations still running).
+                code.starts_with("08")
+                    || code.starts_with("53")
+                    || code.starts_with("57")
+                    || code == "42P01"
+            }),
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed
+            | sqlx::Error::RowNotFound => true,
+            _ => false,
+        };
+        if transient {
+            tracing::warn!(%error, what, "read query failed");
+            ApiError::Unavailable {
+                reason: "database unavailable",
+                retry_after_secs,
+            }
+        } else {
+            tracing::error!(%error, what, "read query failed");
+            ApiError::Internal
         }
     }
 }
@@ -81,6 +119,10 @@ impl IntoResponse for ApiError {
             ApiError::Unavailable { .. } => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 json!("temporarily unavailable, retry later"),
+            ),
+            ApiError::Internal => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                json!("internal server error"),
             ),
             ApiError::NotFound => (StatusCode::NOT_FOUND, json!("Not Found")),
             ApiError::MethodNotAllowed => {

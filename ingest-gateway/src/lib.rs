@@ -4,6 +4,7 @@
 mod config;
 mod error;
 mod observe;
+mod openapi;
 mod routes;
 mod state;
 
@@ -21,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
 pub use error::ApiError;
+pub use openapi::ApiDoc;
 pub use routes::webhook::RESULTS as WEBHOOK_RESULTS;
 
 use state::{AppState, Inner};
@@ -54,6 +56,7 @@ impl Application {
             std::time::Duration::from_secs(2),
         )
         .context("DATABASE_URL")?;
+        let read_db = read_pool(&config).context("DATABASE_READ_URL")?;
 
         let background = CancellationToken::new();
         {
@@ -75,6 +78,7 @@ impl Application {
             nats: client,
             jetstream,
             db,
+            read_db,
             metrics,
         });
         let router = router(state.clone());
@@ -119,10 +123,30 @@ fn router(state: AppState) -> Router {
         .merge(routes::whatsapp::router())
         .merge(routes::health::router())
         .merge(routes::metrics::router())
+        .merge(routes::messages::router())
+        .merge(routes::stats::router())
+        .merge(openapi::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(observe::observe))
         .with_state(state)
+}
+
+/// The read API's own pool. Every query is planned with its actual parameters, because the
+/// read queries fold away the filters that are not given (`$n IS NULL OR ...`) and a cached
+/// generic plan would keep them all; the timeout bounds what one search can cost.
+fn read_pool(config: &Config) -> Result<sqlx::PgPool, sqlx::Error> {
+    let options: sqlx::postgres::PgConnectOptions = config.database_read_url.expose().parse()?;
+    let timeout_ms = config.read_statement_timeout.as_millis().to_string();
+    let options = options.options([
+        ("plan_cache_mode", "force_custom_plan"),
+        ("statement_timeout", timeout_ms.as_str()),
+        ("default_transaction_read_only", "on"),
+    ]);
+    Ok(sqlx::postgres::PgPoolOptions::new()
+        .max_connections(config.read_db_max_connections)
+        .acquire_timeout(Duration::from_secs(2))
+        .connect_lazy_with(options))
 }
 
 async fn not_found(_: Method, _: Uri) -> ApiError {

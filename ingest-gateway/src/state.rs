@@ -16,6 +16,8 @@ pub struct Inner {
     pub jetstream: jetstream::Context,
     pub subject: async_nats::Subject,
     pub db: PgPool,
+    /// The read API's pool (`DATABASE_READ_URL`).
+    pub read_db: PgPool,
     pub metrics: PrometheusHandle,
 }
 

@@ -1,0 +1,625 @@
+//! `GET /messages`: stored messages, filtered, in `(ts, message_id)` order, paginated by offset
+//! or by an opaque keyset cursor.
+
+use axum::extract::{RawQuery, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::{DateTime, DurationRound, NaiveDate, TimeDelta, Utc};
+use ingest_shared::message::{FieldError, Loc, ValidationErrors, is_msisdn, parse_ts};
+use serde::Serialize;
+use sqlx::Row as _;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub const MAX_LIMIT: i64 = 100;
+pub const DEFAULT_LIMIT: i64 = 50;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/messages", get(list))
+}
+
+/// One stored message, exactly as it was sent.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MessageItem {
+    #[schema(example = "m1")]
+    pub message_id: String,
+    #[schema(example = "+919876543210")]
+    pub from: String,
+    #[schema(example = "+14155550100")]
+    pub to: String,
+    /// The timestamp byte for byte as the sender wrote it.
+    #[schema(example = "2025-01-15T10:00:00Z")]
+    pub ts: String,
+    pub text: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MessagesPage {
+    pub data: Vec<MessageItem>,
+    /// Every row matching the filters, whatever `limit`, `offset` and `cursor` say.
+    pub total: i64,
+    pub limit: i64,
+    pub offset: i64,
+    /// Pass as `cursor` to get the rows after this page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// The query parameters, for the OpenAPI document; [`Params::parse`] is what reads them.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct MessagesQuery {
+    /// Page size.
+    #[param(minimum = 1, maximum = 100, default = 50)]
+    limit: Option<i64>,
+    /// Rows to skip (cannot be combined with `cursor`). Prefer `cursor` for deep pages.
+    #[param(minimum = 0, default = 0)]
+    offset: Option<i64>,
+    /// Exact sender, `+` then digits. A raw `+` that arrived as a space is taken as `+`.
+    #[param(pattern = r"^[+ ][0-9]{1,20}$", example = "+919876543210")]
+    from: Option<String>,
+    /// Alias of `from` (used when `from` is absent).
+    #[param(pattern = r"^[+ ][0-9]{1,20}$")]
+    from_msisdn: Option<String>,
+    /// Exact recipient, `+` then digits.
+    #[param(pattern = r"^[+ ][0-9]{1,20}$", example = "+14155550100")]
+    to: Option<String>,
+    /// Only messages with `ts >= since`. `YYYY-MM-DDTHH:MM:SS[.fraction]Z`, a date
+    /// `YYYY-MM-DD` (midnight UTC), or an RFC 3339 time with an offset (`+05:30`).
+    #[param(example = "2025-01-15T10:00:00Z")]
+    since: Option<String>,
+    /// Only messages with `ts < until`; same formats as `since`.
+    until: Option<String>,
+    /// Case-insensitive substring of `text`; `%`, `_` and `\` match literally. Empty: no filter.
+    q: Option<String>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// A validated request.
+#[derive(Debug, Default, PartialEq)]
+struct Params {
+    limit: i64,
+    offset: i64,
+    from: Option<String>,
+    to: Option<String>,
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+    /// The ILIKE pattern, already escaped and wrapped in `%`.
+    pattern: Option<String>,
+    cursor: Option<Cursor>,
+}
+
+/// Where the previous page ended: its last row's sort key.
+#[derive(Debug, Clone, PartialEq)]
+struct Cursor {
+    ts: DateTime<Utc>,
+    message_id: String,
+}
+
+const CURSOR_VERSION: &str = "v1";
+
+impl Cursor {
+    /// Hex keeps it URL-safe without encoding; the version lets the format change later.
+    fn encode(&self) -> String {
+        hex::encode(format!(
+            "{CURSOR_VERSION}|{}|{}",
+            self.ts.timestamp_micros(),
+            self.message_id
+        ))
+    }
+
+    fn decode(s: &str) -> Option<Self> {
+        let bytes = hex::decode(s).ok()?;
+        let text = String::from_utf8(bytes).ok()?;
+        let rest = text.strip_prefix(CURSOR_VERSION)?.strip_prefix('|')?;
+        let (micros, message_id) = rest.split_once('|')?;
+        Some(Self {
+            ts: DateTime::from_timestamp_micros(micros.parse().ok()?)?,
+            message_id: message_id.to_owned(),
+        })
+    }
+}
+
+fn query_error(name: &str, kind: &str, msg: impl Into<String>) -> FieldError {
+    FieldError {
+        loc: vec![Loc::Key("query".into()), Loc::Key(name.into())],
+        msg: msg.into(),
+        kind: kind.into(),
+    }
+}
+
+impl Params {
+    /// Reads the raw query string the way the older (FastAPI) API did: the last of repeated
+    /// keys wins, unknown keys are ignored, and every bad value is reported, not just the first.
+    fn parse(raw: Option<&str>) -> Result<Self, ValidationErrors> {
+        let mut values: [Option<String>; 9] = Default::default();
+        const KEYS: [&str; 9] = [
+            "limit",
+            "offset",
+            "from",
+            "from_msisdn",
+            "to",
+            "since",
+            "until",
+            "q",
+            "cursor",
+        ];
+        for (key, value) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+            if let Some(i) = KEYS.iter().position(|k| *k == key) {
+                values[i] = Some(value.into_owned());
+            }
+        }
+        let [limit, offset, from, from_alias, to, since, until, q, cursor] = values;
+        let mut errors = Vec::new();
+        let mut params = Params {
+            limit: int_param(
+                "limit",
+                limit,
+                DEFAULT_LIMIT,
+                1,
+                Some(MAX_LIMIT),
+                &mut errors,
+            ),
+            ..Params::default()
+        };
+        let offset_given = offset.is_some();
+        params.offset = int_param("offset", offset, 0, 0, None, &mut errors);
+        params.from = match (from, from_alias) {
+            (Some(v), _) => msisdn_param("from", v, &mut errors),
+            (None, Some(v)) => msisdn_param("from_msisdn", v, &mut errors),
+            (None, None) => None,
+        };
+        params.to = to.and_then(|v| msisdn_param("to", v, &mut errors));
+        params.since = since.and_then(|v| time_param("since", &v, &mut errors));
+        params.until = until.and_then(|v| time_param("until", &v, &mut errors));
+        params.pattern = q.filter(|q| !q.is_empty()).map(|q| contains_pattern(&q));
+        if let Some(raw) = cursor {
+            if offset_given {
+                errors.push(query_error(
+                    "cursor",
+                    "value_error",
+                    "Value error, cursor and offset cannot be used together",
+                ));
+            } else {
+                match Cursor::decode(&raw) {
+                    Some(c) => params.cursor = Some(c),
+                    None => errors.push(query_error(
+                        "cursor",
+                        "value_error",
+                        "Value error, cursor must be a next_cursor returned by this API",
+                    )),
+                }
+            }
+        }
+        if errors.is_empty() {
+            Ok(params)
+        } else {
+            Err(ValidationErrors(errors))
+        }
+    }
+
+    /// Which way the total is computed: the cheapest exact source for this set of filters.
+    fn total_sql(&self) -> &'static str {
+        let time = self.since.is_some() || self.until.is_some();
+        match (
+            self.from.is_some(),
+            self.to.is_some(),
+            time,
+            self.pattern.is_some(),
+        ) {
+            (false, false, false, false) => PAGE_TOTAL_ALL,
+            (true, false, false, false) => PAGE_TOTAL_FROM,
+            (false, true, false, false) => PAGE_TOTAL_TO,
+            (false, false, true, false) => PAGE_TOTAL_TIME,
+            _ => PAGE_TOTAL_COUNTED,
+        }
+    }
+}
+
+fn int_param(
+    name: &str,
+    raw: Option<String>,
+    default: i64,
+    min: i64,
+    max: Option<i64>,
+    errors: &mut Vec<FieldError>,
+) -> i64 {
+    let Some(raw) = raw else {
+        return default;
+    };
+    match raw.trim().parse::<i64>() {
+        Err(_) => errors.push(query_error(
+            name,
+            "int_parsing",
+            "Input should be a valid integer, unable to parse string as an integer",
+        )),
+        Ok(v) if v < min => errors.push(query_error(
+            name,
+            "greater_than_equal",
+            format!("Input should be greater than or equal to {min}"),
+        )),
+        Ok(v) if max.is_some_and(|max| v > max) => errors.push(query_error(
+            name,
+            "less_than_equal",
+            format!(
+                "Input should be less than or equal to {}",
+                max.unwrap_or_default()
+            ),
+        )),
+        Ok(v) => return v,
+    }
+    default
+}
+
+/// curl sends `?from=+9198...` unencoded and form decoding turns that `+` into a space.
+fn msisdn_param(name: &str, raw: String, errors: &mut Vec<FieldError>) -> Option<String> {
+    let value = match raw.strip_prefix(' ') {
+        Some(rest) => format!("+{rest}"),
+        None => raw,
+    };
+    if is_msisdn(&value) {
+        Some(value)
+    } else {
+        errors.push(query_error(
+            name,
+            "string_pattern_mismatch",
+            "String should match pattern '^\\+[0-9]{1,20}$' (E.164: '+' then digits)",
+        ));
+        None
+    }
+}
+
+fn time_param(name: &str, raw: &str, errors: &mut Vec<FieldError>) -> Option<DateTime<Utc>> {
+    let parsed = parse_instant(raw);
+    if parsed.is_none() {
+        errors.push(query_error(
+            name,
+            "datetime_parsing",
+            "Input should be a valid datetime: YYYY-MM-DDTHH:MM:SS[.fraction]Z, YYYY-MM-DD, or with an offset like +05:30",
+        ));
+    }
+    parsed
+}
+
+/// The webhook's strict format first; then a bare date (midnight UTC), and an RFC 3339 time
+/// with an offset, whose `+` may have arrived as a space (curl again).
+fn parse_instant(s: &str) -> Option<DateTime<Utc>> {
+    if let Some(ts) = parse_ts(s) {
+        return Some(ts);
+    }
+    let b = s.as_bytes();
+    if b.len() == 10 && b[4] == b'-' && b[7] == b'-' {
+        let digits = [0..4, 5..7, 8..10]
+            .into_iter()
+            .all(|r| b[r].iter().all(u8::is_ascii_digit));
+        if !digits {
+            return None;
+        }
+        let date = NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()?;
+        return Some(date.and_hms_opt(0, 0, 0)?.and_utc());
+    }
+    if b.len() < 25 || b[10] != b'T' {
+        return None;
+    }
+    let offset_sign = b.len() - 6;
+    let fixed;
+    let s = if b[offset_sign] == b' ' {
+        fixed = format!("{}+{}", &s[..offset_sign], &s[offset_sign + 1..]);
+        fixed.as_str()
+    } else {
+        s
+    };
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+fn floor_hour(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.duration_trunc(TimeDelta::hours(1)).unwrap_or(t)
+}
+
+fn ceil_hour(t: DateTime<Utc>) -> DateTime<Utc> {
+    let floor = floor_hour(t);
+    if floor == t {
+        t
+    } else {
+        floor + TimeDelta::hours(1)
+    }
+}
+
+/// `%q%` with the LIKE wildcards and the escape character of `q` escaped, so they match literally.
+fn contains_pattern(q: &str) -> String {
+    let mut pattern = String::with_capacity(q.len() + 2);
+    pattern.push('%');
+    for c in q.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+// The page and its total in ONE statement, so both see the same snapshot while workers insert.
+// A filter whose parameter is NULL folds away: the read pool plans every execution with the
+// actual values (plan_cache_mode=force_custom_plan), so each combination gets its own plan and
+// index (ts / from / to / trigram).
+//
+// $1 from, $2 to, $3 since, $4 until, $5 ILIKE pattern, $6 $7 cursor (ts, id), $8 offset, $9 limit,
+// $10 $11 the whole hours inside [since, until) (see PAGE_TOTAL_TIME).
+macro_rules! filters {
+    () => {
+        "($1::text IS NULL OR m.from_msisdn = $1)
+          AND ($2::text IS NULL OR m.to_msisdn = $2)
+          AND ($3::timestamptz IS NULL OR m.ts >= $3)
+          AND ($4::timestamptz IS NULL OR m.ts < $4)
+          AND ($5::text IS NULL OR m.text ILIKE $5)"
+    };
+}
+
+// The page is found on the index alone (index-only: the skipped rows of an OFFSET cost an index
+// entry each, not a heap fetch), then only its rows are read from the table by primary key.
+macro_rules! page_with_total {
+    ($total:expr) => {
+        concat!(
+            "WITH total AS (",
+            $total,
+            "),
+keys AS (
+    SELECT m.message_id FROM messages m
+    WHERE ",
+            filters!(),
+            "
+      AND ($6::timestamptz IS NULL OR (m.ts, m.message_id) > ($6, $7::text))
+    ORDER BY m.ts, m.message_id
+    OFFSET $8 LIMIT $9
+)
+SELECT total.n, p.message_id, p.from_msisdn, p.to_msisdn, p.ts, p.ts_raw, p.text
+FROM total LEFT JOIN (keys k JOIN messages p ON p.message_id = k.message_id) ON true
+ORDER BY p.ts, p.message_id"
+        )
+    };
+}
+
+/// No filter: the total the worker keeps, instead of counting a million rows.
+const PAGE_TOTAL_ALL: &str =
+    page_with_total!("SELECT coalesce((SELECT total_messages FROM message_totals), 0) AS n");
+/// Only a sender or only a recipient: that one's count, also kept by the worker.
+const PAGE_TOTAL_FROM: &str = page_with_total!(
+    "SELECT coalesce((SELECT count FROM sender_stats WHERE from_msisdn = $1), 0) AS n"
+);
+const PAGE_TOTAL_TO: &str = page_with_total!(
+    "SELECT coalesce((SELECT count FROM recipient_stats WHERE to_msisdn = $2), 0) AS n"
+);
+/// Only since/until: the whole UTC hours inside the range come from the worker's hourly buckets
+/// ($10 = since rounded up to the hour, $11 = until rounded down); only the rows of the partial
+/// hours at the edges, `[since, $10)` and `[$11, until)`, are counted, through the ts index.
+/// `least`/`greatest` ignore NULLs, so an open end needs no special case.
+const PAGE_TOTAL_TIME: &str = page_with_total!(
+    "SELECT (coalesce((SELECT sum(h.count) FROM message_hours h
+                      WHERE h.hour >= coalesce($10::timestamptz, '-infinity')
+                        AND h.hour < coalesce($11::timestamptz, 'infinity')), 0)
+          + (SELECT count(*) FROM messages m
+             WHERE $3::timestamptz IS NOT NULL AND m.ts >= $3 AND m.ts < least($4, $10))
+          + (SELECT count(*) FROM messages m
+             WHERE $4::timestamptz IS NOT NULL AND $11 >= coalesce($10, '-infinity')
+               AND m.ts >= greatest($3, $11) AND m.ts < $4)
+           )::bigint AS n"
+);
+/// Anything else is counted, through whichever index serves the filters. Counting reads every
+/// matching row anyway, so the page is taken from those same rows (kept as `(ts, message_id)`)
+/// rather than found by a second scan: for `q=` that halves the heap visits.
+const PAGE_TOTAL_COUNTED: &str = concat!(
+    "WITH matched AS MATERIALIZED (
+    SELECT m.ts, m.message_id FROM messages m
+    WHERE ",
+    filters!(),
+    "
+),
+keys AS (
+    SELECT k.message_id FROM matched k
+    WHERE ($6::timestamptz IS NULL OR (k.ts, k.message_id) > ($6, $7::text))
+    ORDER BY k.ts, k.message_id
+    OFFSET $8 LIMIT $9
+)
+SELECT (SELECT count(*) FROM matched) AS n,
+       p.message_id, p.from_msisdn, p.to_msisdn, p.ts, p.ts_raw, p.text
+FROM (SELECT 1) AS one LEFT JOIN (keys k JOIN messages p ON p.message_id = k.message_id) ON true
+ORDER BY p.ts, p.message_id"
+);
+
+#[utoipa::path(
+    get,
+    path = "/messages",
+    tag = "read",
+    summary = "List stored messages",
+    description = "Messages in `ts ASC, message_id ASC` order. Filters combine with AND. \
+        Paginate with `limit`/`offset`, or with `cursor` (keyset: the same cost on every page, \
+        and correct while rows are being inserted). Reads are eventually consistent.",
+    params(MessagesQuery),
+    responses(
+        (status = 200, description = "A page of messages", body = MessagesPage),
+        (status = 422, description = "A query parameter is invalid", body = crate::openapi::ValidationErrorBody),
+        (status = 503, description = "The database is unavailable; retry later", body = crate::openapi::DetailBody),
+    )
+)]
+#[tracing::instrument(name = "messages", skip_all)]
+pub async fn list(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<MessagesPage>, ApiError> {
+    let params = Params::parse(raw.as_deref()).map_err(ApiError::Validation)?;
+    let sql = params.total_sql();
+    let (cursor_ts, cursor_id) = match &params.cursor {
+        Some(c) => (Some(c.ts), Some(c.message_id.as_str())),
+        None => (None, None),
+    };
+    let rows = sqlx::query(sql)
+        .bind(params.from.as_deref())
+        .bind(params.to.as_deref())
+        .bind(params.since)
+        .bind(params.until)
+        .bind(params.pattern.as_deref())
+        .bind(cursor_ts)
+        .bind(cursor_id)
+        .bind(params.offset)
+        // One more than asked: whether it comes back says whether there is a next page.
+        .bind(params.limit + 1)
+        .bind(params.since.map(ceil_hour))
+        .bind(params.until.map(floor_hour))
+        .fetch_all(&state.read_db)
+        .await
+        .map_err(|e| ApiError::from_db("messages", e, state.config.retry_after_secs))?;
+
+    let decode_error = |e| ApiError::from_db("messages", e, state.config.retry_after_secs);
+    let mut total = 0;
+    let mut data = Vec::with_capacity(rows.len());
+    let mut keys = Vec::with_capacity(rows.len());
+    for row in &rows {
+        total = row.try_get::<i64, _>(0).map_err(&decode_error)?;
+        let Some(message_id) = row.try_get::<Option<String>, _>(1).map_err(&decode_error)? else {
+            continue;
+        };
+        keys.push(row.try_get::<DateTime<Utc>, _>(4).map_err(&decode_error)?);
+        data.push(MessageItem {
+            message_id,
+            from: row.try_get(2).map_err(&decode_error)?,
+            to: row.try_get(3).map_err(&decode_error)?,
+            ts: row.try_get(5).map_err(&decode_error)?,
+            text: row.try_get(6).map_err(&decode_error)?,
+        });
+    }
+    let next_cursor = if data.len() as i64 > params.limit {
+        data.truncate(params.limit as usize);
+        data.last().map(|last| {
+            Cursor {
+                ts: keys[data.len() - 1],
+                message_id: last.message_id.clone(),
+            }
+            .encode()
+        })
+    } else {
+        None
+    };
+    Ok(Json(MessagesPage {
+        data,
+        total,
+        limit: params.limit,
+        offset: params.offset,
+        next_cursor,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kinds(raw: &str) -> Vec<(String, String)> {
+        Params::parse(Some(raw))
+            .unwrap_err()
+            .0
+            .into_iter()
+            .map(|e| match (&e.loc[0], &e.loc[1]) {
+                (Loc::Key(a), Loc::Key(b)) => {
+                    assert_eq!(a, "query");
+                    (b.clone(), e.kind)
+                }
+                _ => panic!("bad loc {:?}", e.loc),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn defaults() {
+        let p = Params::parse(None).unwrap();
+        assert_eq!((p.limit, p.offset), (50, 0));
+        assert_eq!(p, Params::parse(Some("unknown=1&q=")).unwrap());
+    }
+
+    #[test]
+    fn every_bad_value_is_reported() {
+        assert_eq!(
+            kinds("limit=0&offset=-1&since=yesterday&until=2025-13-01&to=x&from=+1a"),
+            [
+                ("limit".into(), "greater_than_equal".into()),
+                ("offset".into(), "greater_than_equal".into()),
+                ("from".into(), "string_pattern_mismatch".into()),
+                ("to".into(), "string_pattern_mismatch".into()),
+                ("since".into(), "datetime_parsing".into()),
+                ("until".into(), "datetime_parsing".into()),
+            ]
+        );
+        assert_eq!(kinds("limit=101")[0].1, "less_than_equal");
+        assert_eq!(kinds("limit=abc")[0].1, "int_parsing");
+        assert_eq!(kinds("limit=")[0].1, "int_parsing");
+        assert_eq!(kinds("offset=1.5")[0].1, "int_parsing");
+        assert_eq!(kinds("from_msisdn=abc")[0].0, "from_msisdn");
+        assert_eq!(kinds("cursor=zz")[0].0, "cursor");
+        assert_eq!(
+            kinds("cursor=00&offset=0")[0],
+            ("cursor".into(), "value_error".into())
+        );
+    }
+
+    #[test]
+    fn a_raw_plus_that_decoded_as_a_space_is_a_plus() {
+        let p = Params::parse(Some("from=+919876543210&to=%2B14155550100")).unwrap();
+        assert_eq!(p.from.as_deref(), Some("+919876543210"));
+        assert_eq!(p.to.as_deref(), Some("+14155550100"));
+        let p = Params::parse(Some("from_msisdn=+1")).unwrap();
+        assert_eq!(p.from.as_deref(), Some("+1"));
+        let p = Params::parse(Some("from=+1&from_msisdn=+2")).unwrap();
+        assert_eq!(p.from.as_deref(), Some("+1"));
+    }
+
+    #[test]
+    fn since_formats() {
+        let at = |s: &str| parse_instant(s).map(|t| t.to_rfc3339());
+        assert_eq!(
+            at("2025-01-15T10:00:00Z").unwrap(),
+            "2025-01-15T10:00:00+00:00"
+        );
+        assert_eq!(at("2025-01-15").unwrap(), "2025-01-15T00:00:00+00:00");
+        assert_eq!(
+            at("2025-01-15T10:00:00+05:30").unwrap(),
+            "2025-01-15T04:30:00+00:00"
+        );
+        assert_eq!(
+            at("2025-01-15T10:00:00.5 05:30").unwrap(),
+            "2025-01-15T04:30:00.500+00:00"
+        );
+        assert_eq!(
+            at("2025-01-15T10:00:00-01:00").unwrap(),
+            "2025-01-15T11:00:00+00:00"
+        );
+        for bad in [
+            "",
+            "2025-1-15",
+            "2025-02-30",
+            "+2025-01-1",
+            "2025-01-15 10:00:00Z",
+            "1736935200",
+        ] {
+            assert!(at(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn q_wildcards_match_literally() {
+        assert_eq!(contains_pattern(r"50%_a\b'"), r"%50\%\_a\\b'%");
+    }
+
+    #[test]
+    fn cursor_round_trips() {
+        let c = Cursor {
+            ts: parse_ts("2025-01-15T10:00:00.123456Z").unwrap(),
+            message_id: "id|with|pipes é".into(),
+        };
+        assert_eq!(Cursor::decode(&c.encode()), Some(c));
+        assert_eq!(Cursor::decode("76317c31"), None);
+    }
+}
