@@ -7,3 +7,13 @@ source scripts/services.sh
 ensure_services
 export TEST_NATS_URL=$NATS_URL TEST_DATABASE_URL=$DATABASE_URL
 cargo test --workspace "$@"
+
+# The fuzz target (fuzz/README.md) needs nightly and cargo-fuzz; run it briefly when both are
+# there, otherwise say so. Its properties also run on stable as proptests in shared/tests.
+if cargo +nightly --version >/dev/null 2>&1 && cargo +nightly fuzz --version >/dev/null 2>&1; then
+  echo "[test] fuzzing webhook_body for ${FUZZ_SECONDS:-20} s" >&2
+  (cd fuzz && cargo +nightly fuzz run webhook_body corpus/webhook_body seeds -- \
+    -max_total_time="${FUZZ_SECONDS:-20}")
+else
+  echo "[test] fuzz target skipped: needs the nightly toolchain and cargo-fuzz (see fuzz/README.md)" >&2
+fi
