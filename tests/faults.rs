@@ -292,12 +292,12 @@ impl Load {
                 );
                 let tag = tag.to_owned();
                 tokio::spawn(async move {
-                    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (sender + 1) * 0x1234_5678_9abc);
+                    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ ((sender + 1) * 0x1234_5678_9abc));
                     let mut n = 0u64;
                     while !stop.load(Ordering::Relaxed) {
                         let resend = {
                             let r = record.lock().unwrap();
-                            (rng.next() % 5 == 0 && !r.order.is_empty())
+                            (rng.next().is_multiple_of(5) && !r.order.is_empty())
                                 .then(|| r.order[(rng.next() as usize) % r.order.len()].clone())
                         };
                         let id = resend.unwrap_or_else(|| {
