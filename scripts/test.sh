@@ -9,4 +9,14 @@ ensure_services
 # NATS above was already running (and so never installed here).
 command -v nats-server >/dev/null || [[ -x /usr/sbin/nats-server ]] || apt_install nats-server
 export TEST_NATS_URL=$NATS_URL TEST_DATABASE_URL=$DATABASE_URL
-cargo test --workspace "$@"
+cargo test --workspace --no-fail-fast "$@"
+
+# The fuzz target (fuzz/README.md) needs nightly and cargo-fuzz; run it briefly when both are
+# there, otherwise say so. Its properties also run on stable as proptests in shared/tests.
+if cargo +nightly --version >/dev/null 2>&1 && cargo +nightly fuzz --version >/dev/null 2>&1; then
+  echo "[test] fuzzing webhook_body for ${FUZZ_SECONDS:-20} s" >&2
+  (cd fuzz && cargo +nightly fuzz run webhook_body corpus/webhook_body seeds -- \
+    -max_total_time="${FUZZ_SECONDS:-20}")
+else
+  echo "[test] fuzz target skipped: needs the nightly toolchain and cargo-fuzz (see fuzz/README.md)" >&2
+fi

@@ -40,6 +40,18 @@ pub struct Config {
     pub retry_after_secs: u64,
     /// Publishes awaiting their PubAck at once, across all requests.
     pub max_inflight_publishes: usize,
+    /// API requests served at once; the rest get an immediate 503 (load shedding). Memory in
+    /// flight is bounded by this times `max_body_bytes`.
+    pub max_concurrent_requests: usize,
+    /// Whole-request deadline for API routes (503 after); above body + publish timeouts so those
+    /// keep their own, more precise answers.
+    pub request_timeout: Duration,
+    /// A client that has not sent its full request head by then is disconnected (slowloris).
+    pub header_read_timeout: Duration,
+    /// Most header fields in one request (431 above).
+    pub max_headers: usize,
+    /// Most bytes of header names and values in one request (431 above).
+    pub max_header_bytes: usize,
     pub log_level: String,
 }
 
@@ -87,6 +99,16 @@ impl Config {
                 8192,
                 1..=1_000_000,
             )?,
+            max_concurrent_requests: parse_in_range(
+                env,
+                "MAX_CONCURRENT_REQUESTS",
+                1024,
+                1..=1_000_000,
+            )?,
+            request_timeout: millis_or(env, "REQUEST_TIMEOUT_MS", 15_000, 100..=600_000)?,
+            header_read_timeout: millis_or(env, "HEADER_READ_TIMEOUT_MS", 10_000, 100..=600_000)?,
+            max_headers: parse_in_range(env, "MAX_HEADERS", 100, 8..=1000)?,
+            max_header_bytes: parse_in_range(env, "MAX_HEADER_BYTES", 16 << 10, 1024..=256 << 10)?,
             log_level: string_or(env, "LOG_LEVEL", "info"),
         })
     }

@@ -5,7 +5,9 @@ mod config;
 mod error;
 mod observe;
 mod openapi;
+mod overload;
 mod routes;
+mod serve;
 mod state;
 
 use std::future::Future;
@@ -106,9 +108,8 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         tokio::spawn(observe::probe(self.state.clone(), self.background.clone()));
-        let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let header_read_timeout = self.state.config.header_read_timeout;
+        let served = serve::serve(self.listener, self.router, header_read_timeout, shutdown).await;
         self.background.cancel();
         // Publishes already acknowledged are stored; this only pushes out what is buffered.
         let _ = tokio::time::timeout(Duration::from_secs(2), self.state.nats.flush()).await;
@@ -118,16 +119,30 @@ impl Application {
 }
 
 fn router(state: AppState) -> Router {
+    let header_limits = overload::HeaderLimits {
+        max_headers: state.config.max_headers,
+        max_header_bytes: state.config.max_header_bytes,
+    };
+    // Routes merged before `bounded` share the concurrency bound and the request deadline.
+    let api = overload::bounded(
+        Router::new()
+            .merge(routes::webhook::router())
+            .merge(routes::whatsapp::router())
+            .merge(routes::messages::router())
+            .merge(routes::stats::router()),
+        &state.config,
+    );
     Router::new()
-        .merge(routes::webhook::router())
-        .merge(routes::whatsapp::router())
+        .merge(api)
         .merge(routes::health::router())
         .merge(routes::metrics::router())
-        .merge(routes::messages::router())
-        .merge(routes::stats::router())
         .merge(openapi::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            header_limits,
+            overload::header_guard,
+        ))
         .layer(axum::middleware::from_fn(observe::observe))
         .with_state(state)
 }
@@ -160,6 +175,7 @@ async fn method_not_allowed() -> ApiError {
 /// Every labelled series the README documents exists from start-up, at 0, so dashboards and
 /// alerts never see "no data".
 fn register_metrics(config: &Config) {
+    overload::register_metrics();
     for result in routes::whatsapp::RESULTS {
         metrics::counter!("whatsapp_requests_total", "result" => result).increment(0);
     }

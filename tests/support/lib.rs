@@ -12,6 +12,8 @@ use sqlx::{Connection, PgConnection, PgPool};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub mod procs;
+
 pub const SECRET: &str = "test-secret-do-not-log";
 
 pub fn nats_url() -> String {
