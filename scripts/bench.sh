@@ -6,7 +6,8 @@
 #   scripts/bench.sh              # the full matrix (about 15 minutes on 2 cores)
 #   QUICK=1 scripts/bench.sh      # the same matrix, small: a smoke test of the harness
 #
-# Knobs (environment): BENCH_WORKERS (workers during the HTTP cases, default 1),
+# Knobs (environment): BENCH_WORKERS (workers during the HTTP cases, default 1), BENCH_REQUESTS
+# (requests per closed-loop case and reference, default 200000),
 # BENCH_PORT (gateway port, default 18000; workers use the next ones), BENCH_NO_WRITE=1 (print
 # the tables instead of writing BENCHMARKS.md), BENCH_SKIP_BUILD=1 (use the binaries in
 # target/release as they are), BENCH_CASES (space-separated subset of
@@ -20,7 +21,8 @@ QUICK=${QUICK:-0}
 if [[ $QUICK == 1 ]]; then
   HTTP_N=30000 HEALTH_N=30000 REF_N=30000 OPEN_SECS=8 DRAIN_N=50000
 else
-  HTTP_N=200000 HEALTH_N=200000 REF_N=200000 OPEN_SECS=60 DRAIN_N=500000
+  HTTP_N=${BENCH_REQUESTS:-200000} HEALTH_N=${BENCH_REQUESTS:-200000} REF_N=${BENCH_REQUESTS:-200000}
+  OPEN_SECS=60 DRAIN_N=500000
 fi
 CASES=${BENCH_CASES:-refs closed open drain}
 WORKERS=${BENCH_WORKERS:-1}
@@ -163,8 +165,11 @@ COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 DIRTY=$(git diff --quiet HEAD 2>/dev/null || echo " (with uncommitted changes)")
 CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')
 MEM=$(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)
-COMMAND="scripts/bench.sh"
-[[ $QUICK == 1 ]] && COMMAND="QUICK=1 scripts/bench.sh"
+COMMAND=""
+for knob in QUICK BENCH_WORKERS BENCH_REQUESTS BENCH_CASES BENCH_SKIP_BUILD; do
+  [[ -n ${!knob:-} && ${!knob} != 0 ]] && COMMAND+="$knob=${!knob// /,} "
+done
+COMMAND+="scripts/bench.sh"
 SECTION=$(cat <<EOF
 <!-- ingest-bench:begin (written by scripts/bench.sh; edit outside these markers) -->
 ## Ingest: last run
