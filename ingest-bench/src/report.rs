@@ -280,7 +280,7 @@ fn rate(v: f64) -> String {
     let s = n.to_string();
     let mut grouped = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             grouped.push(',');
         }
         grouped.push(c);
