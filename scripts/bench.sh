@@ -78,7 +78,10 @@ wait_ready() { # url pid what
 
 # Logs are formatted (their CPU is part of what is measured) and then discarded, so the disk
 # the logs would land on is not part of the figure.
+# On a shared machine someone else's server may hold the port and answer the readiness check.
+port_free() { ! port_open 127.0.0.1 "$1" || { log "port $1 is taken: set BENCH_PORT"; exit 1; }; }
 start_gateway() {
+  port_free "$PORT"
   GATEWAY_ADDR=127.0.0.1:$PORT ./target/release/ingest-gateway >/dev/null 2>"$OUT/gateway.err" &
   GW_PID=$!
   wait_ready "http://127.0.0.1:$PORT/health/ready" "$GW_PID" gateway
@@ -86,6 +89,7 @@ start_gateway() {
 start_workers() { # count
   local i pid
   for ((i = 1; i <= $1; i++)); do
+    port_free $((PORT + i))
     WORKER_ADDR=127.0.0.1:$((PORT + i)) ./target/release/ingest-worker >/dev/null 2>"$OUT/worker$i.err" &
     pid=$!
     WORKER_PIDS+=("$pid")
