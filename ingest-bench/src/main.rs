@@ -1,0 +1,369 @@
+//! `ingest-bench`: the load generator and the reference measurements of BENCHMARKS.md.
+//!
+//! ```text
+//! ingest-bench http   --target http://127.0.0.1:8000 [--path /webhook] --secret S --requests N
+//!                     [--dup 0.2] [--connections 64] [--rate R --duration SECS]
+//!                     [--e2e-db URL] [--watch label=PID | label=comm:NAME]... [--out results.jsonl]
+//! ingest-bench nats   --requests N [--dup F] [--inflight 1024] [--stream S --subject S] [--scratch]
+//! ingest-bench pg     --requests N [--batch 500]
+//! ingest-bench drain  --expect N [--timeout SECS]
+//! ingest-bench reset  --stream S                         # deletes a stream (bench runs only)
+//! ingest-bench report --results results.jsonl            # markdown tables on stdout
+//! ```
+//! Every measuring command prints one JSON object and appends it to `--out` when given.
+//! `scripts/bench.sh` runs the whole matrix.
+
+mod e2e;
+mod http;
+mod procmon;
+mod refs;
+mod report;
+mod stats;
+mod workload;
+
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::net::ToSocketAddrs;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde_json::{Value, json};
+
+use crate::procmon::Monitor;
+use crate::stats::Summary;
+use crate::workload::Spec;
+
+struct Args {
+    command: String,
+    values: HashMap<String, Vec<String>>,
+}
+
+impl Args {
+    fn parse() -> anyhow::Result<Self> {
+        let mut it = std::env::args().skip(1);
+        let command = it.next().unwrap_or_else(|| "help".into());
+        let mut values: HashMap<String, Vec<String>> = HashMap::new();
+        while let Some(key) = it.next() {
+            let Some(name) = key.strip_prefix("--") else {
+                bail!("unexpected argument {key:?}");
+            };
+            let value = it
+                .next()
+                .with_context(|| format!("--{name} needs a value"))?;
+            values.entry(name.to_owned()).or_default().push(value);
+        }
+        Ok(Self { command, values })
+    }
+
+    fn str(&self, name: &str) -> Option<&str> {
+        self.values.get(name)?.last().map(String::as_str)
+    }
+
+    fn str_or(&self, name: &str, default: &str) -> String {
+        self.str(name).unwrap_or(default).to_owned()
+    }
+
+    fn env_or(&self, name: &str, env: &str, default: &str) -> String {
+        self.str(name)
+            .map(str::to_owned)
+            .or_else(|| std::env::var(env).ok().filter(|v| !v.is_empty()))
+            .unwrap_or_else(|| default.to_owned())
+    }
+
+    fn num<T: std::str::FromStr>(&self, name: &str, default: T) -> anyhow::Result<T>
+    where
+        T::Err: std::fmt::Display,
+    {
+        match self.str(name) {
+            None => Ok(default),
+            Some(v) => v
+                .parse()
+                .map_err(|e| anyhow::anyhow!("--{name} {v:?}: {e}")),
+        }
+    }
+
+    fn all(&self, name: &str) -> &[String] {
+        self.values.get(name).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    fn spec(&self) -> anyhow::Result<Spec> {
+        Ok(Spec {
+            requests: self.num("requests", 100_000)?,
+            dup_fraction: self.num("dup", 0.0)?,
+            senders: self.num("senders", 10_000)?,
+            sender_skew: self.num("sender-skew", 1.0)?,
+            seed: self.num("seed", 42)?,
+            run_id: self.str_or("run-id", &format!("bench{}", std::process::id())),
+        })
+    }
+
+    fn monitor(&self) -> anyhow::Result<Monitor> {
+        let targets = self
+            .all("watch")
+            .iter()
+            .map(|w| procmon::parse_watch(w))
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Monitor::start(targets, Duration::from_millis(250)))
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse()?;
+    if args.command == "report" {
+        let path = args.str("results").context("--results FILE")?;
+        print!("{}", report::render(&std::fs::read_to_string(path)?)?);
+        return Ok(());
+    }
+    // One thread by default: the generator shares the box with the system under test, and one
+    // core's worth of raw sockets outruns the gateway on the other.
+    let threads: usize = args.num("threads", 1)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads.max(1))
+        .enable_all()
+        .build()?;
+    let mut result = runtime.block_on(async {
+        match args.command.as_str() {
+            "http" => run_http(&args).await,
+            "nats" => run_nats(&args).await,
+            "pg" => run_pg(&args).await,
+            "drain" => run_drain(&args).await,
+            "reset" => run_reset(&args).await,
+            _ => {
+                eprintln!("usage: see the header of ingest-bench/src/main.rs or scripts/bench.sh");
+                std::process::exit(2)
+            }
+        }
+    })?;
+    result["label"] = json!(args.str_or("label", &args.command));
+    let line = serde_json::to_string(&result)?;
+    println!("{line}");
+    if let Some(out) = args.str("out") {
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(out)?;
+        writeln!(file, "{line}")?;
+    }
+    Ok(())
+}
+
+fn secret(args: &Args) -> String {
+    args.env_or("secret", "WEBHOOK_SECRET", "dev-secret-change-me")
+        .split(',')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
+}
+
+async fn run_http(args: &Args) -> anyhow::Result<Value> {
+    let target = args.str_or("target", "http://127.0.0.1:8000");
+    let host = target
+        .strip_prefix("http://")
+        .context("--target must be http://host:port")?
+        .trim_end_matches('/')
+        .to_owned();
+    let addr = host
+        .to_socket_addrs()?
+        .next()
+        .context("--target resolves to nothing")?;
+    let path = args.str_or("path", "/webhook");
+    let connections: usize = args.num("connections", 64)?;
+    let rate: Option<f64> = args.str("rate").map(str::parse).transpose()?;
+    let duration: Option<f64> = args.str("duration").map(str::parse).transpose()?;
+    let mut spec = args.spec()?;
+    if let (Some(rate), Some(secs)) = (rate, duration) {
+        spec.requests = (rate * secs).round() as usize;
+    }
+
+    let workload = workload::build(&spec, secret(args).as_bytes());
+    let is_webhook = path == "/webhook";
+    let wires: Vec<bytes::Bytes> = if is_webhook {
+        workload
+            .bodies
+            .iter()
+            .zip(&workload.signatures)
+            .map(|(b, s)| http::render_post(&host, &path, b, s))
+            .collect()
+    } else {
+        vec![http::render_get(&host, &path); workload.unique()]
+    };
+    let db = match args.str("e2e-db") {
+        Some(url) if is_webhook => Some(
+            sqlx::postgres::PgPoolOptions::new()
+                .max_connections(2)
+                .connect(url)
+                .await?,
+        ),
+        _ => None,
+    };
+    let baseline = match &db {
+        Some(db) => e2e::row_count(db).await?,
+        None => 0,
+    };
+    let mode = match rate {
+        Some(rate) => http::Mode::Open { rate },
+        None => http::Mode::Closed,
+    };
+
+    let monitor = args.monitor()?;
+    let outcome = http::drive(
+        addr,
+        Arc::new(wires),
+        Arc::new(workload.order.clone()),
+        connections,
+        mode,
+        duration.map(|d| Duration::from_secs_f64(d + 1.0)),
+    )
+    .await?;
+    let load_end_us = outcome.started_unix_us + outcome.elapsed.as_micros() as i64;
+
+    let e2e = match &db {
+        Some(db) => {
+            let mut sent_us = vec![None; workload.unique()];
+            for &(i, status, at) in &outcome.sent {
+                if status == 200 {
+                    let slot = &mut sent_us[workload.order[i] as usize];
+                    let at = outcome.started_unix_us + at.as_micros() as i64;
+                    *slot = Some(slot.map_or(at, |s: i64| s.min(at)));
+                }
+            }
+            let timeout = Duration::from_secs(args.num("e2e-timeout", 180)?);
+            Some(
+                e2e::wait_for_rows(db, &spec.run_id, &sent_us, baseline, load_end_us, timeout)
+                    .await?,
+            )
+        }
+        None => None,
+    };
+    let procs = monitor.finish();
+
+    let ok = outcome.statuses.get(&200).copied().unwrap_or(0);
+    let secs = outcome.elapsed.as_secs_f64();
+    Ok(json!({
+        "kind": if is_webhook { "webhook" } else { "health" },
+        "path": path,
+        "mode": if rate.is_some() { "open" } else { "closed" },
+        "rate": rate,
+        "connections": connections,
+        "dup": spec.dup_fraction,
+        "requests": outcome.sent.len(),
+        "unique": workload.unique(),
+        "elapsed_s": secs,
+        "accepted_per_s": ok as f64 / secs,
+        "sent_per_s": outcome.sent.len() as f64 / secs,
+        "statuses": outcome.statuses.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
+        "latency": Summary::of(&outcome.latency),
+        "e2e": e2e,
+        "procs": procs,
+    }))
+}
+
+async fn run_nats(args: &Args) -> anyhow::Result<Value> {
+    let url = args.env_or("nats-url", "NATS_URL", "nats://127.0.0.1:4222");
+    let spec = args.spec()?;
+    let inflight: usize = args.num("inflight", 1024)?;
+    let scratch = args.str("scratch").is_some_and(|v| v == "1" || v == "true");
+    let workload = workload::build(&spec, secret(args).as_bytes());
+    let client = async_nats::connect(&url).await?;
+    let js = async_nats::jetstream::new(client.clone());
+    let mut settings =
+        ingest_shared::nats::StreamSettings::from_env(&ingest_shared::config::ProcessEnv)?;
+    if scratch {
+        // A stream of its own, configured like the real one, that no consumer drains.
+        settings.stream = "BENCH_REF".into();
+        settings.subject = "bench.ref".into();
+        let _ = js.delete_stream(&settings.stream).await;
+    }
+    settings.stream = args.str_or("stream", &settings.stream);
+    settings.subject = args.str_or("subject", &settings.subject);
+    ingest_shared::nats::ensure_stream(&js, &settings).await?;
+
+    let monitor = args.monitor()?;
+    let published =
+        refs::publish(&js, &settings.subject, &workload, &spec.run_id, inflight).await?;
+    let procs = monitor.finish();
+    if scratch {
+        js.delete_stream(&settings.stream).await?;
+    }
+    let secs = published.elapsed.as_secs_f64();
+    Ok(json!({
+        "kind": "nats",
+        "stream": settings.stream,
+        "inflight": inflight,
+        "dup": spec.dup_fraction,
+        "requests": workload.order.len(),
+        "unique": workload.unique(),
+        "elapsed_s": secs,
+        "acked_per_s": published.acked as f64 / secs,
+        "acked": published.acked,
+        "duplicates": published.duplicates,
+        "errors": published.errors,
+        "latency": Summary::of(&published.latency),
+        "procs": procs,
+    }))
+}
+
+async fn run_pg(args: &Args) -> anyhow::Result<Value> {
+    let url = args.env_or(
+        "database-url",
+        "DATABASE_URL",
+        ingest_shared::config::DEFAULT_DATABASE_URL,
+    );
+    let mut spec = args.spec()?;
+    spec.dup_fraction = 0.0;
+    let batch: usize = args.num("batch", 500)?;
+    let workload = workload::build(&spec, secret(args).as_bytes());
+    let monitor = args.monitor()?;
+    let upserted = refs::upsert(&url, &workload, batch).await?;
+    let procs = monitor.finish();
+    let secs = upserted.elapsed.as_secs_f64();
+    Ok(json!({
+        "kind": "pg",
+        "batch": batch,
+        "rows": upserted.rows,
+        "inserted": upserted.inserted,
+        "batches": upserted.batches,
+        "elapsed_s": secs,
+        "rows_per_s": upserted.rows as f64 / secs,
+        "procs": procs,
+    }))
+}
+
+async fn run_drain(args: &Args) -> anyhow::Result<Value> {
+    let url = args.env_or(
+        "database-url",
+        "DATABASE_URL",
+        ingest_shared::config::DEFAULT_DATABASE_URL,
+    );
+    let expect: i64 = args.num("expect", 500_000)?;
+    let baseline: i64 = args.num("baseline", 0)?;
+    let since_us: i64 = args.num("since-us", chrono::Utc::now().timestamp_micros())?;
+    let timeout = Duration::from_secs(args.num("timeout", 600)?);
+    let db = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&url)
+        .await?;
+    let monitor = args.monitor()?;
+    let drained = e2e::wait_for_drain(&db, baseline, expect, since_us, timeout).await?;
+    let procs = monitor.finish();
+    Ok(json!({
+        "kind": "drain",
+        "workers": args.num("workers", 1u32)?,
+        "expect": expect,
+        "rows": drained.rows,
+        "rows_per_s": drained.rows_per_s,
+        "wall_s": drained.wall_s,
+        "procs": procs,
+    }))
+}
+
+/// A run starts from an empty stream, so a backlog left by an earlier run cannot inflate it.
+async fn run_reset(args: &Args) -> anyhow::Result<Value> {
+    let url = args.env_or("nats-url", "NATS_URL", "nats://127.0.0.1:4222");
+    let stream = args.str("stream").context("--stream NAME")?;
+    let js = async_nats::jetstream::new(async_nats::connect(&url).await?);
+    let deleted = js.delete_stream(stream).await.is_ok();
+    Ok(json!({"kind": "reset", "stream": stream, "deleted": deleted}))
+}

@@ -1,0 +1,279 @@
+//! The requests of a run, built and signed before the clock starts so that generating them never
+//! competes with the system under test.
+
+use bytes::Bytes;
+use rand::rngs::SmallRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+
+#[derive(Debug, Clone)]
+pub struct Spec {
+    /// Requests sent, re-sends included.
+    pub requests: usize,
+    /// Fraction of requests that are byte-identical re-sends of an earlier one.
+    pub dup_fraction: f64,
+    pub senders: usize,
+    /// Zipf exponent of the sender pool: a few senders send most messages, as on real traffic.
+    pub sender_skew: f64,
+    pub seed: u64,
+    /// Prefix of every message id, so rows of one run can be told apart.
+    pub run_id: String,
+}
+
+pub struct Workload {
+    /// One body per unique message.
+    pub bodies: Vec<Bytes>,
+    /// Hex HMAC of each body.
+    pub signatures: Vec<String>,
+    /// The unique message each request sends; a repeated index is a re-send.
+    pub order: Vec<u32>,
+}
+
+impl Workload {
+    pub fn unique(&self) -> usize {
+        self.bodies.len()
+    }
+
+    pub fn message_id(run_id: &str, unique: usize) -> String {
+        format!("{run_id}-{unique:09}")
+    }
+
+    /// The unique index encoded in a message id of this run.
+    pub fn unique_of(run_id: &str, message_id: &str) -> Option<usize> {
+        message_id
+            .strip_prefix(run_id)?
+            .strip_prefix('-')?
+            .parse()
+            .ok()
+    }
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    message_id: &'a str,
+    from: &'a str,
+    to: &'a str,
+    ts: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    text: Option<&'a str>,
+}
+
+pub fn build(spec: &Spec, secret: &[u8]) -> Workload {
+    let mut rng = SmallRng::seed_from_u64(spec.seed);
+    let dups = ((spec.requests as f64) * spec.dup_fraction.clamp(0.0, 0.99)).round() as usize;
+    let order_is_dup = resend_positions(spec.requests, dups, &mut rng);
+    let unique = spec.requests - dups;
+    let senders = SkewedPool::new(spec.senders.max(1), spec.sender_skew);
+
+    let mut bodies = Vec::with_capacity(unique);
+    let mut signatures = Vec::with_capacity(unique);
+    for u in 0..unique {
+        let id = Workload::message_id(&spec.run_id, u);
+        let from = format!("+9198{:08}", senders.sample(&mut rng));
+        let to = format!("+1415555{:04}", rng.random_range(0..50));
+        let secs = 1_736_935_200 + u as i64;
+        let mut ts = chrono::DateTime::from_timestamp(secs, 0)
+            .expect("in range")
+            .format("%Y-%m-%dT%H:%M:%S")
+            .to_string();
+        if rng.random_bool(0.2) {
+            ts.push_str(&format!(".{:03}", rng.random_range(0..1000)));
+        }
+        ts.push('Z');
+        let text = random_text(&mut rng);
+        let body = serde_json::to_vec(&Body {
+            message_id: &id,
+            from: &from,
+            to: &to,
+            ts: &ts,
+            text: text.as_deref(),
+        })
+        .expect("serialisable");
+        signatures.push(ingest_shared::signature::sign(secret, &body));
+        bodies.push(Bytes::from(body));
+    }
+
+    let mut order = Vec::with_capacity(spec.requests);
+    let mut next = 0u32;
+    for is_dup in order_is_dup {
+        if is_dup {
+            // A re-send repeats a recent message, as a sender retrying after a timeout does;
+            // recent also keeps it inside JetStream's duplicate window.
+            let lo = next.saturating_sub(10_000);
+            order.push(rng.random_range(lo..next));
+        } else {
+            order.push(next);
+            next += 1;
+        }
+    }
+    Workload {
+        bodies,
+        signatures,
+        order,
+    }
+}
+
+/// Exactly `dups` positions out of `n` are re-sends, never the first (nothing to repeat yet).
+fn resend_positions(n: usize, dups: usize, rng: &mut SmallRng) -> Vec<bool> {
+    let mut v: Vec<bool> = (0..n).map(|i| i < dups).collect();
+    v.shuffle(rng);
+    if v.first() == Some(&true)
+        && let Some(j) = v.iter().position(|d| !d)
+    {
+        v.swap(0, j);
+    }
+    v
+}
+
+/// Zipf-distributed indexes in `0..n`: index 0 is the busiest sender.
+pub struct SkewedPool {
+    cdf: Vec<f64>,
+}
+
+impl SkewedPool {
+    pub fn new(n: usize, exponent: f64) -> Self {
+        let mut acc = 0.0;
+        let mut cdf: Vec<f64> = (0..n)
+            .map(|k| {
+                acc += 1.0 / ((k + 1) as f64).powf(exponent);
+                acc
+            })
+            .collect();
+        for c in &mut cdf {
+            *c /= acc;
+        }
+        Self { cdf }
+    }
+
+    pub fn sample(&self, rng: &mut impl Rng) -> usize {
+        let x: f64 = rng.random();
+        self.cdf.partition_point(|&c| c < x).min(self.cdf.len() - 1)
+    }
+}
+
+const WORDS: &[&str] = &[
+    "hi",
+    "hello",
+    "order",
+    "shipped",
+    "thanks",
+    "payment",
+    "received",
+    "please",
+    "call",
+    "me",
+    "tomorrow",
+    "at",
+    "the",
+    "office",
+    "your",
+    "OTP",
+    "is",
+    "delivery",
+    "confirmed",
+    "ok",
+    "see",
+    "you",
+    "soon",
+    "namaste",
+    "café",
+    "price",
+    "₹499",
+    "👍",
+    "🙏",
+    "\"quoted\"",
+    "line\nbreak",
+];
+
+/// Chat-like lengths: mostly short, a long tail up to the 4,096-character limit, some absent.
+fn random_text(rng: &mut SmallRng) -> Option<String> {
+    let roll: f64 = rng.random();
+    let target = if roll < 0.05 {
+        return None;
+    } else if roll < 0.75 {
+        rng.random_range(5..160)
+    } else if roll < 0.97 {
+        rng.random_range(160..1000)
+    } else {
+        rng.random_range(1000..4000)
+    };
+    let mut text = String::with_capacity(target + 16);
+    let mut chars = 0;
+    while chars < target {
+        let word = WORDS[rng.random_range(0..WORDS.len())];
+        if chars > 0 {
+            text.push(' ');
+            chars += 1;
+        }
+        text.push_str(word);
+        chars += word.chars().count();
+    }
+    Some(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(requests: usize, dup_fraction: f64) -> Spec {
+        Spec {
+            requests,
+            dup_fraction,
+            senders: 1000,
+            sender_skew: 1.0,
+            seed: 7,
+            run_id: "t".into(),
+        }
+    }
+
+    #[test]
+    fn resends_are_exact_earlier_messages_in_the_asked_proportion() {
+        let w = build(&spec(2000, 0.2), b"k");
+        assert_eq!(w.order.len(), 2000);
+        assert_eq!(w.unique(), 1600);
+        let mut seen = vec![false; w.unique()];
+        let mut resends = 0;
+        for &u in &w.order {
+            let u = u as usize;
+            if seen[u] {
+                resends += 1;
+            } else {
+                // A unique message is always sent for the first time before it is repeated.
+                assert!(u == 0 || seen[u - 1], "first send of {u} out of order");
+                seen[u] = true;
+            }
+        }
+        assert_eq!(resends, 400);
+        assert!(seen.iter().all(|s| *s));
+    }
+
+    #[test]
+    fn every_body_is_valid_and_correctly_signed() {
+        let w = build(&spec(500, 0.0), b"secret");
+        let keys = ingest_shared::signature::WebhookSecrets::from_list("secret");
+        for (u, (body, sig)) in w.bodies.iter().zip(&w.signatures).enumerate() {
+            let m = ingest_shared::message::parse(body).expect("valid body");
+            assert_eq!(Workload::unique_of("t", &m.message_id), Some(u));
+            assert_eq!(keys.verify(body, Some(sig.as_bytes())), Some(0));
+        }
+        let lens: Vec<usize> = w.bodies.iter().map(|b| b.len()).collect();
+        assert!(lens.iter().any(|&l| l > 1000), "no long text at all");
+        assert!(lens.iter().filter(|&&l| l < 400).count() > lens.len() / 2);
+    }
+
+    #[test]
+    fn sender_pool_is_skewed_towards_the_first_senders() {
+        let pool = SkewedPool::new(1000, 1.0);
+        let mut rng = SmallRng::seed_from_u64(1);
+        let mut counts = vec![0usize; 1000];
+        for _ in 0..100_000 {
+            counts[pool.sample(&mut rng)] += 1;
+        }
+        // Zipf(1) over 1000: the top sender has ~13% of traffic, the top 10 ~39%.
+        let top10: usize = counts[..10].iter().sum();
+        assert!((10_000..16_000).contains(&counts[0]), "{}", counts[0]);
+        assert!((35_000..44_000).contains(&top10), "{top10}");
+        assert!(counts[900..].iter().sum::<usize>() > 0, "tail never drawn");
+    }
+}

@@ -1,0 +1,213 @@
+#!/usr/bin/env bash
+# The ingest benchmark: NATS and Postgres (reused or started, see services.sh), the gateway and
+# workers in release mode on a dedicated stream and database, the matrix of BENCHMARKS.md, and the
+# tables written into BENCHMARKS.md between its ingest-bench markers.
+#
+#   scripts/bench.sh              # the full matrix (about 15 minutes on 2 cores)
+#   QUICK=1 scripts/bench.sh      # the same matrix, small: a smoke test of the harness
+#
+# Knobs (environment): BENCH_WORKERS (workers during the HTTP cases, default 1), BENCH_REQUESTS
+# (requests per closed-loop case and reference, default 200000),
+# BENCH_PORT (gateway port, default 18000; workers use the next ones), BENCH_NO_WRITE=1 (print
+# the tables instead of writing BENCHMARKS.md), BENCH_SKIP_BUILD=1 (use the binaries in
+# target/release as they are), BENCH_CASES (space-separated subset of
+# "refs closed open drain"), and the gateway's and the worker's own variables (README).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/services.sh
+ensure_services
+
+QUICK=${QUICK:-0}
+if [[ $QUICK == 1 ]]; then
+  HTTP_N=30000 HEALTH_N=30000 REF_N=30000 OPEN_SECS=8 DRAIN_N=50000
+else
+  HTTP_N=${BENCH_REQUESTS:-200000} HEALTH_N=${BENCH_REQUESTS:-200000} REF_N=${BENCH_REQUESTS:-200000}
+  OPEN_SECS=60 DRAIN_N=500000
+fi
+CASES=${BENCH_CASES:-refs closed open drain}
+WORKERS=${BENCH_WORKERS:-1}
+PORT=${BENCH_PORT:-18000}
+OUT=.data/bench
+mkdir -p "$OUT"
+RESULTS=$OUT/results.jsonl
+: >"$RESULTS"
+RUN=r$(date +%s)
+
+ADMIN_URL=$DATABASE_URL
+BENCH_DB=ingest_bench
+BENCH_URL=$(printf '%s' "$ADMIN_URL" | sed -E "s#^([a-z]+://[^/]+)(/[^?]*)?#\1/$BENCH_DB#")
+export DATABASE_URL=$BENCH_URL
+export WEBHOOK_SECRET=${BENCH_SECRET:-bench-secret}
+export NATS_STREAM=BENCH NATS_SUBJECT=bench.messages NATS_CONSUMER=bench-worker
+export LOG_LEVEL=${LOG_LEVEL:-info}
+BENCH=./target/release/ingest-bench
+
+log() { printf '[bench %s] %s\n' "$(date +%T)" "$*" >&2; }
+
+if [[ ${BENCH_SKIP_BUILD:-0} != 1 ]]; then
+  log "building (release)"
+  cargo build --release -q -p ingest-gateway -p ingest-worker -p ingest-bench
+fi
+
+log "fresh database $BENCH_DB and stream $NATS_STREAM"
+psql -q "$ADMIN_URL" -c "DROP DATABASE IF EXISTS $BENCH_DB WITH (FORCE)" -c "CREATE DATABASE $BENCH_DB" >/dev/null
+$BENCH reset --stream "$NATS_STREAM" >/dev/null
+
+GW_PID="" WORKER_PIDS=()
+stop_all() {
+  [[ -n $GW_PID ]] && kill -TERM "$GW_PID" 2>/dev/null && wait "$GW_PID" 2>/dev/null
+  GW_PID=""
+  stop_workers
+}
+stop_workers() {
+  local pid
+  for pid in "${WORKER_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${WORKER_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  WORKER_PIDS=()
+}
+trap 'stop_all' EXIT INT TERM
+
+wait_ready() { # url pid what
+  local deadline=$((SECONDS + 60))
+  until curl -fsS "$1" >/dev/null 2>&1; do
+    kill -0 "$2" 2>/dev/null || { log "$3 exited; see $OUT/$3.err"; exit 1; }
+    ((SECONDS < deadline)) || { log "$3 not ready after 60 s"; exit 1; }
+    sleep 0.2
+  done
+}
+
+# Logs are formatted (their CPU is part of what is measured) and then discarded, so the disk
+# the logs would land on is not part of the figure.
+# On a shared machine someone else's server may hold the port and answer the readiness check.
+port_free() { ! port_open 127.0.0.1 "$1" || { log "port $1 is taken: set BENCH_PORT"; exit 1; }; }
+start_gateway() {
+  port_free "$PORT"
+  GATEWAY_ADDR=127.0.0.1:$PORT ./target/release/ingest-gateway >/dev/null 2>"$OUT/gateway.err" &
+  GW_PID=$!
+  wait_ready "http://127.0.0.1:$PORT/health/ready" "$GW_PID" gateway
+}
+start_workers() { # count
+  local i pid
+  for ((i = 1; i <= $1; i++)); do
+    port_free $((PORT + i))
+    WORKER_ADDR=127.0.0.1:$((PORT + i)) ./target/release/ingest-worker >/dev/null 2>"$OUT/worker$i.err" &
+    pid=$!
+    WORKER_PIDS+=("$pid")
+    wait_ready "http://127.0.0.1:$((PORT + i))/health/ready" "$pid" "worker$i"
+  done
+}
+watch_args() {
+  local w=(--watch "nats=comm:nats-server" --watch "postgres=comm:postgres")
+  [[ -n $GW_PID ]] && w+=(--watch "gateway=$GW_PID")
+  if ((${#WORKER_PIDS[@]})); then w+=(--watch "worker=$(IFS=,; echo "${WORKER_PIDS[*]}")"); fi
+  printf '%s\n' "${w[@]}"
+}
+bench() { # args...
+  local w
+  mapfile -t w < <(watch_args)
+  $BENCH "$@" "${w[@]}" --out "$RESULTS" --secret "$WEBHOOK_SECRET" >/dev/null
+  tail -n 1 "$RESULTS" | cut -c1-400 >&2
+}
+
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+STARTED=$(date -u +%FT%TZ)
+start_workers "$WORKERS"
+start_gateway
+TARGET=http://127.0.0.1:$PORT
+
+if [[ $CASES == *refs* ]]; then
+  for c in 16 64 256; do
+    log "reference: GET /health/live, $c connections"
+    bench http --target "$TARGET" --path /health/live --connections "$c" --requests "$HEALTH_N" --label "health-c$c"
+  done
+  for dup in 0 0.2; do
+    log "reference: raw JetStream publish, dup $dup"
+    bench nats --scratch 1 --requests "$REF_N" --dup "$dup" --inflight 1024 --run-id "$RUN-ref$dup" --label "nats-ref-d$dup"
+  done
+  log "reference: raw UNNEST upsert of $DRAIN_N rows"
+  bench pg --requests "$DRAIN_N" --batch "${BATCH_SIZE:-500}" --run-id "$RUN-pg" --label pg-ref
+fi
+
+if [[ $CASES == *closed* ]]; then
+  for c in 16 64 256; do
+    for dup in 0 0.2; do
+      log "POST /webhook closed loop: $c connections, $dup re-sends"
+      bench http --target "$TARGET" --connections "$c" --dup "$dup" --requests "$HTTP_N" \
+        --e2e-db "$BENCH_URL" --run-id "$RUN-c$c-d$dup" --label "webhook-c$c-d$dup"
+    done
+  done
+fi
+
+if [[ $CASES == *open* ]]; then
+  for rate in 5000 10000; do
+    log "POST /webhook open loop: $rate/s for $OPEN_SECS s"
+    bench http --target "$TARGET" --connections 128 --rate "$rate" --duration "$OPEN_SECS" \
+      --e2e-db "$BENCH_URL" --run-id "$RUN-o$rate" --label "webhook-open-$rate"
+  done
+fi
+
+if [[ $CASES == *drain* ]]; then
+  for w in 1 2; do
+    stop_workers
+    psql -q "$BENCH_URL" -c "TRUNCATE messages" >/dev/null
+    log "backlog: publishing $DRAIN_N messages with no worker running"
+    bench nats --requests "$DRAIN_N" --run-id "$RUN-drain$w" --label "backlog-w$w"
+    SINCE=$(($(date +%s%N) / 1000))
+    log "drain: $w worker(s)"
+    start_workers "$w"
+    bench drain --expect "$DRAIN_N" --workers "$w" --since-us "$SINCE" --label "drain-w$w"
+  done
+fi
+
+stop_all
+trap - EXIT INT TERM
+LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+$BENCH reset --stream "$NATS_STREAM" >/dev/null
+
+TABLES=$($BENCH report --results "$RESULTS")
+COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+DIRTY=$(git diff --quiet HEAD 2>/dev/null || echo " (with uncommitted changes)")
+CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')
+MEM=$(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)
+COMMAND=""
+for knob in QUICK BENCH_WORKERS BENCH_REQUESTS BENCH_CASES BENCH_SKIP_BUILD; do
+  [[ -n ${!knob:-} && ${!knob} != 0 ]] && COMMAND+="$knob=${!knob// /,} "
+done
+COMMAND+="scripts/bench.sh"
+SECTION=$(cat <<EOF
+<!-- ingest-bench:begin (written by scripts/bench.sh; edit outside these markers) -->
+## Ingest: last run
+
+| | |
+|---|---|
+| command | \`$COMMAND\` (BENCH_WORKERS=$WORKERS; $HTTP_N requests per closed-loop case; open loop ${OPEN_SECS} s; backlog $DRAIN_N) |
+| commit | \`$COMMIT\`$DIRTY |
+| date | $STARTED |
+| machine | $(nproc) cores ($CPU), $MEM, $(uname -r); generator, gateway, workers, NATS and Postgres all on this box |
+| load average before / after | $LOAD_BEFORE / $LOAD_AFTER |
+| services | nats-server $(nats-server --version 2>/dev/null | sed 's/^nats-server: //'), $(psql --version | sed 's/^psql (PostgreSQL) /PostgreSQL /'), synchronous_commit=$(psql -tA "$BENCH_URL" -c 'show synchronous_commit') |
+
+CPU is the average over the case in % of one core (200 = the whole box); "bench" is the
+generator itself. e2e is a row's \`created_at\` (its transaction's start) minus the first send of
+that message that got a 200.
+
+$TABLES
+<!-- ingest-bench:end -->
+EOF
+)
+if [[ ${BENCH_NO_WRITE:-0} == 1 ]]; then
+  printf '%s\n' "$SECTION"
+  exit 0
+fi
+[[ -f BENCHMARKS.md ]] || printf '# Benchmarks\n\n' >BENCHMARKS.md
+printf '%s\n' "$SECTION" >"$OUT/section.md"
+if grep -q '<!-- ingest-bench:begin' BENCHMARKS.md; then
+  awk -v f="$OUT/section.md" '
+    /<!-- ingest-bench:begin/ { while ((getline l < f) > 0) print l; skip = 1; next }
+    /<!-- ingest-bench:end -->/ { skip = 0; next }
+    !skip { print }' BENCHMARKS.md >"$OUT/BENCHMARKS.md.new"
+  mv "$OUT/BENCHMARKS.md.new" BENCHMARKS.md
+else
+  { echo; cat "$OUT/section.md"; } >>BENCHMARKS.md
+fi
+log "tables written to BENCHMARKS.md (raw results: $RESULTS)"
