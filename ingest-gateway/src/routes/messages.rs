@@ -176,7 +176,9 @@ impl Params {
         params.since = since.and_then(|v| time_param("since", &v, &mut errors));
         params.until = until.and_then(|v| time_param("until", &v, &mut errors));
         params.pattern = q.filter(|q| !q.is_empty()).map(|q| contains_pattern(&q));
-        if let Some(raw) = cursor {
+        // An empty cursor is no cursor, as an empty `q` is no search (clients that always send
+        // every parameter send `cursor=` on the first page).
+        if let Some(raw) = cursor.filter(|c| !c.is_empty()) {
             if offset_given {
                 errors.push(query_error(
                     "cursor",
@@ -563,6 +565,9 @@ mod tests {
             kinds("cursor=00&offset=0")[0],
             ("cursor".into(), "value_error".into())
         );
+        // Found by schemathesis: an empty cursor next to an offset is a first page, not an error.
+        let first_page = Params::parse(Some("offset=0&cursor=")).expect("empty cursor is none");
+        assert!(first_page.cursor.is_none());
     }
 
     #[test]
