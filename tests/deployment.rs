@@ -685,15 +685,7 @@ mod retention {
         .await;
         assert_eq!(count_prefix(&env, "new-").await, 5);
 
-        let metrics = env
-            .http
-            .get(worker.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = integration_tests::scrape_metrics(&env.http, &worker).await;
         let deleted: f64 = metrics
             .lines()
             .find_map(|l| l.strip_prefix("worker_retention_deleted_total "))

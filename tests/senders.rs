@@ -4,7 +4,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
-use integration_tests::{TestEnv, eventually, message_body};
+use integration_tests::{Running, TestEnv, eventually, message_body, metric_value, scrape_metrics};
 use serde_json::{Value, json};
 
 const APP_SECRET: &str = "meta-app-secret";
@@ -18,21 +18,8 @@ fn now() -> i64 {
         .as_secs() as i64
 }
 
-async fn metric(env: &TestEnv, url: &str, series: &str) -> f64 {
-    let text = env
-        .http
-        .get(url)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
+async fn metric(env: &TestEnv, app: &Running, series: &str) -> f64 {
+    metric_value(&scrape_metrics(&env.http, app).await, series).unwrap_or(0.0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -43,9 +30,8 @@ async fn a_rotated_secret_is_accepted_and_its_slot_counted() {
         .await;
     let worker = env.start_worker(env.worker_config(&[])).await;
     env.wait_stream_ready().await;
-    let metrics_url = gateway.url("/metrics");
     let slot1 = r#"webhook_signature_key_slot_total{endpoint="webhook",slot="1"}"#;
-    let before = metric(&env, &metrics_url, slot1).await;
+    let before = metric(&env, &gateway, slot1).await;
 
     for (i, key) in ["new-secret", "old-secret"].into_iter().enumerate() {
         let body = message_body(&format!("rot-{i}"));
@@ -72,16 +58,8 @@ async fn a_rotated_secret_is_accepted_and_its_slot_counted() {
         .unwrap();
     assert_eq!(response.status(), 401);
     env.wait_for_rows(2).await;
-    assert!(metric(&env, &metrics_url, slot1).await >= before + 1.0);
-    let text = env
-        .http
-        .get(&metrics_url)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    assert!(metric(&env, &gateway, slot1).await >= before + 1.0);
+    let text = scrape_metrics(&env.http, &gateway).await;
     assert!(!text.contains("old-secret") && !text.contains("new-secret"));
 
     worker.stop().await.unwrap();
@@ -177,15 +155,7 @@ async fn standard_webhooks_are_verified_and_replays_refused() {
         .unwrap();
     assert_eq!(response.status(), 401);
 
-    let text = env
-        .http
-        .get(gateway.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = scrape_metrics(&env.http, &gateway).await;
     assert!(
         text.contains(r#"webhook_requests_total{result="stale_timestamp"} 2"#),
         "{text}"
@@ -372,11 +342,10 @@ async fn whatsapp_cloud_api_handshake_and_notifications() {
             row("wamid.M3", "2025-06-08T20:59:47Z", Some("three"), "text"),
         ]
     );
-    let metrics_url = gateway.url("/metrics");
     eventually(Duration::from_secs(5), "status counted", || async {
         (metric(
             &env,
-            &metrics_url,
+            &gateway,
             r#"whatsapp_statuses_total{status="delivered"}"#,
         )
         .await

@@ -81,6 +81,25 @@ impl Running {
     }
 }
 
+/// The Prometheus text an app serves at `/metrics`.
+pub async fn scrape_metrics(http: &reqwest::Client, app: &Running) -> String {
+    http.get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("metrics text")
+}
+
+/// The value of one series (`name{labels}` exactly as rendered) in Prometheus text.
+pub fn metric_value(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
 impl Drop for Running {
     fn drop(&mut self) {
         self.stop.cancel();
