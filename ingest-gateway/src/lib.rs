@@ -6,6 +6,7 @@ mod error;
 mod observe;
 mod openapi;
 mod overload;
+mod publisher;
 mod routes;
 mod serve;
 mod state;
@@ -74,11 +75,14 @@ impl Application {
         let listener = TcpListener::bind(config.addr)
             .await
             .with_context(|| format!("GATEWAY_ADDR: cannot listen on {}", config.addr))?;
+        let publisher =
+            publisher::Publisher::spawn(jetstream.clone(), config.max_inflight_publishes);
         let state = AppState::new(Inner {
             subject: config.nats.subject.clone().into(),
             config,
             nats: client,
             jetstream,
+            publisher,
             db,
             read_db,
             metrics,
@@ -203,3 +207,5 @@ fn register_metrics(config: &Config) {
             .increment(0);
     }
 }
+
+ingest_shared::impl_service!(Application, Config, "ingest-gateway");

@@ -14,6 +14,8 @@ pub struct Inner {
     pub config: Config,
     pub nats: async_nats::Client,
     pub jetstream: jetstream::Context,
+    /// Every `/webhook` publish goes through it (see publisher.rs).
+    pub publisher: crate::publisher::Publisher,
     pub subject: async_nats::Subject,
     pub db: PgPool,
     /// The read API's pool (`DATABASE_READ_URL`).

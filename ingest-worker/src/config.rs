@@ -21,6 +21,8 @@ pub struct Config {
     pub batch_size: usize,
     /// How long a partial batch waits for more messages before it is written.
     pub batch_wait: Duration,
+    /// Batches stored at once by this worker (`BATCHES_IN_FLIGHT`).
+    pub batches_in_flight: usize,
     /// How often consumer lag is read from the server for the metrics.
     pub lag_poll: Duration,
     /// `None` (RETENTION_DAYS unset): messages are kept for ever.
@@ -60,6 +62,7 @@ impl Config {
             consumer,
             batch_size,
             batch_wait: millis_or(env, "BATCH_WAIT_MS", 20, 1..=60_000)?,
+            batches_in_flight: parse_in_range(env, "BATCHES_IN_FLIGHT", 2, 1..=16)?,
             lag_poll: secs_or(env, "LAG_POLL_SECS", 5, 1..=3600)?,
             retention: retention_from_env(env)?,
             log_level: string_or(env, "LOG_LEVEL", "info"),

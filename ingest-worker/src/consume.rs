@@ -10,6 +10,7 @@ use futures::{FutureExt, StreamExt};
 use ingest_shared::telemetry::{self, TRACEPARENT_HEADER};
 use ingest_shared::{RECEIVED_AT_HEADER, REQUEST_ID_HEADER, message, nats};
 use sqlx::PgPool;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::Config;
@@ -21,9 +22,43 @@ pub struct Consumer {
     pub db: PgPool,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Flow {
     Continue,
     Stop,
+}
+
+/// Collects the batches that have finished, and waits until fewer than `limit` are in flight.
+async fn reap(in_flight: &mut JoinSet<Flow>, limit: usize) -> Flow {
+    let mut flow = Flow::Continue;
+    while let Some(done) = in_flight.try_join_next() {
+        flow = flow.max_stop(finished(done));
+    }
+    while in_flight.len() >= limit {
+        match in_flight.join_next().await {
+            Some(done) => flow = flow.max_stop(finished(done)),
+            None => break,
+        }
+    }
+    flow
+}
+
+fn finished(done: Result<Flow, tokio::task::JoinError>) -> Flow {
+    done.unwrap_or_else(|error| {
+        // Its messages are not acked, so JetStream redelivers them after the ack wait.
+        tracing::error!(%error, "a batch task failed; its messages will be redelivered");
+        Flow::Continue
+    })
+}
+
+impl Flow {
+    fn max_stop(self, other: Flow) -> Flow {
+        if self == Flow::Stop || other == Flow::Stop {
+            Flow::Stop
+        } else {
+            Flow::Continue
+        }
+    }
 }
 
 impl Consumer {
@@ -72,20 +107,36 @@ impl Consumer {
         Ok(messages)
     }
 
-    async fn consume(&self, mut messages: pull::Stream, cancel: &CancellationToken) -> Flow {
+    /// Fills batches and stores up to `BATCHES_IN_FLIGHT` of them at once: while one waits for
+    /// its commit (the WAL flush), the next is pulled, parsed and sent. Each batch is acked after
+    /// its own commit; concurrent batches are safe for the same reason two workers are (an
+    /// idempotent upsert, aggregates updated in key order).
+    async fn consume(
+        self: &Arc<Self>,
+        mut messages: pull::Stream,
+        cancel: &CancellationToken,
+    ) -> Flow {
         let batch_size = self.config.batch_size;
-        loop {
+        let mut in_flight: JoinSet<Flow> = JoinSet::new();
+        let flow = loop {
+            if reap(&mut in_flight, self.config.batches_in_flight).await == Flow::Stop {
+                break Flow::Stop;
+            }
             let first = tokio::select! {
                 biased;
-                () = cancel.cancelled() => {
-                    hand_back(&mut messages).await;
-                    return Flow::Stop;
+                () = cancel.cancelled() => break Flow::Stop,
+                // A batch that ends in Stop (shutdown during an outage) stops the pulling at once.
+                Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
+                    if finished(done) == Flow::Stop {
+                        break Flow::Stop;
+                    }
+                    continue;
                 }
                 next = messages.next() => next,
             };
             let mut batch = Vec::with_capacity(batch_size);
             match first {
-                None => return Flow::Continue,
+                None => break Flow::Continue,
                 Some(Ok(m)) => batch.push(m),
                 Some(Err(error)) => match error.kind() {
                     // The client re-issues its pull requests after a missed heartbeat.
@@ -95,7 +146,7 @@ impl Consumer {
                     }
                     _ => {
                         tracing::warn!(%error, "consumer stream failed; reopening");
-                        return Flow::Continue;
+                        break Flow::Continue;
                     }
                 },
             }
@@ -110,13 +161,21 @@ impl Consumer {
                     Ok(None) | Err(_) => break,
                 }
             }
-            match self.process(batch, cancel).await {
-                Flow::Continue => {}
-                Flow::Stop => {
-                    hand_back(&mut messages).await;
-                    return Flow::Stop;
-                }
-            }
+            let (consumer, cancel) = (Arc::clone(self), cancel.clone());
+            in_flight.spawn(async move { consumer.process(batch, &cancel).await });
+        };
+        // Batches already pulled are committed and acked (or, when Postgres is down at shutdown,
+        // handed back) before this returns, so a reopened consumer or a stopping process never
+        // leaves one behind half done.
+        let mut stop = flow == Flow::Stop;
+        while let Some(done) = in_flight.join_next().await {
+            stop |= finished(done) == Flow::Stop;
+        }
+        if stop {
+            hand_back(&mut messages).await;
+            Flow::Stop
+        } else {
+            Flow::Continue
         }
     }
 

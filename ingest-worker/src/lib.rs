@@ -249,3 +249,5 @@ fn register_metrics() {
         metrics::gauge!("worker_db_pool_connections", "state" => state).increment(0.0);
     }
 }
+
+ingest_shared::impl_service!(Application, Config, "ingest-worker");

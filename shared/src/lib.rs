@@ -1,12 +1,19 @@
 //! What the gateway and the worker share: configuration helpers, the message model and its
 //! validation, the signature check, the database schema, the JetStream topology and telemetry.
 
+#[cfg(feature = "runtime")]
 pub mod config;
+#[cfg(feature = "runtime")]
 pub mod db;
 pub mod message;
+#[cfg(feature = "runtime")]
 pub mod nats;
+#[cfg(feature = "runtime")]
+pub mod service;
+#[cfg(feature = "runtime")]
 pub mod shutdown;
 pub mod signature;
+#[cfg(feature = "runtime")]
 pub mod telemetry;
 pub mod whatsapp;
 

@@ -11,7 +11,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::process::{Child, Command};
@@ -380,38 +380,21 @@ impl Drop for Postgres {
 // ---------------------------------------------------------------------------------------------
 // The service binaries
 
-/// Path of `ingest-gateway` / `ingest-worker` built from this checkout. The tests crate is a
-/// separate package, so cargo does not hand us `CARGO_BIN_EXE_*`: the binaries are built once
-/// per test process, next to this test executable, with the cargo that runs the tests.
+/// Path of the test suite's build of `ingest-gateway` / `ingest-worker` (tests/bin: the same
+/// `main`), which cargo builds next to the test executables before it runs them.
 pub fn service_binary(name: &str) -> PathBuf {
-    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    let dir = BUILT.get_or_init(|| {
-        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-        // target/<profile>/deps/<test>-<hash>
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .ok_or("unexpected test executable location")?
-            .to_owned();
-        if std::env::var_os("INGEST_SKIP_BIN_BUILD").is_none() {
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let mut command = std::process::Command::new(cargo);
-            command.args(["build", "-p", "ingest-gateway", "-p", "ingest-worker"]);
-            if profile_dir.file_name().is_some_and(|n| n == "release") {
-                command.arg("--release");
-            }
-            let status = command
-                .current_dir(env!("CARGO_MANIFEST_DIR"))
-                .status()
-                .map_err(|e| format!("run cargo build: {e}"))?;
-            if !status.success() {
-                return Err(format!("cargo build of the binaries failed: {status}"));
-            }
-        }
-        Ok(profile_dir)
-    });
-    let path = dir.as_ref().expect("service binaries").join(name);
-    assert!(path.exists(), "{} is missing", path.display());
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test>-<hash> -> target/<profile>/test-<name>
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test executable in target/<profile>/deps");
+    let path = profile_dir.join(format!("test-{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        path.exists(),
+        "{} is missing (it is built by `cargo test -p integration-tests`)",
+        path.display()
+    );
     path
 }
 

@@ -216,9 +216,13 @@ pub(crate) async fn publish(
     let started = Instant::now();
     let acked = tokio::time::timeout(state.config.publish_timeout, async {
         let pending = state
-            .jetstream
-            .publish_with_headers(state.subject.clone(), nats_headers, body)
+            .publisher
+            .publish(state.subject.clone(), nats_headers, body)
             .await
+            .map_err(|_| {
+                tracing::error!("the publisher task is gone");
+                unavailable("publish not sent")
+            })?
             .map_err(|e| {
                 tracing::warn!(error = %e, "publish not sent");
                 unavailable("publish not sent")

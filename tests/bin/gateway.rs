@@ -1,0 +1,6 @@
+//! The same `main` as ingest-gateway's, built by the tests crate so that the fault tests run it
+//! without a second `cargo build` (a build of that package alone would unify features
+//! differently and recompile much of the dependency tree).
+fn main() -> std::process::ExitCode {
+    ingest_shared::service::main::<ingest_gateway::Application>()
+}
