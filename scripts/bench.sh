@@ -11,7 +11,8 @@
 # BENCH_PORT (gateway port, default 18000; workers use the next ones), BENCH_NO_WRITE=1 (print
 # the tables instead of writing BENCHMARKS.md), BENCH_SKIP_BUILD=1 (use the binaries in
 # target/release as they are), BENCH_CASES (space-separated subset of
-# "refs closed open drain"), and the gateway's and the worker's own variables (README).
+# "refs closed open drain"), BENCH_OPEN_SECS / BENCH_OPEN_RATES (the open-loop cases, default 60 s
+# at "5000 10000"; a long run at a sustainable rate is the RSS soak), and the gateway's and the worker's own variables (README).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/services.sh
@@ -22,7 +23,7 @@ if [[ $QUICK == 1 ]]; then
   HTTP_N=30000 HEALTH_N=30000 REF_N=30000 OPEN_SECS=8 DRAIN_N=50000
 else
   HTTP_N=${BENCH_REQUESTS:-200000} HEALTH_N=${BENCH_REQUESTS:-200000} REF_N=${BENCH_REQUESTS:-200000}
-  OPEN_SECS=60 DRAIN_N=500000
+  OPEN_SECS=${BENCH_OPEN_SECS:-60} DRAIN_N=500000
 fi
 CASES=${BENCH_CASES:-refs closed open drain}
 WORKERS=${BENCH_WORKERS:-1}
@@ -139,7 +140,7 @@ if [[ $CASES == *closed* ]]; then
 fi
 
 if [[ $CASES == *open* ]]; then
-  for rate in 5000 10000; do
+  for rate in ${BENCH_OPEN_RATES:-5000 10000}; do
     log "POST /webhook open loop: $rate/s for $OPEN_SECS s"
     bench http --target "$TARGET" --connections 128 --rate "$rate" --duration "$OPEN_SECS" \
       --e2e-db "$BENCH_URL" --run-id "$RUN-o$rate" --label "webhook-open-$rate"

@@ -769,3 +769,76 @@ async fn openapi_document_parses_and_lists_every_route_served() {
 
     gateway.stop().await.unwrap();
 }
+
+/// Retention removes rows in the same statement that takes them out of the aggregates, so
+/// `/stats` and the since/until totals stay equal to direct counts; a sender whose every message
+/// expired stops counting, and counts again when it sends once more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_stay_exact_through_retention() {
+    use ingest_worker::retention::{RetentionSettings, run_pass};
+
+    let env = TestEnv::new().await;
+    let (gateway, workers) = start(&env, 1, &[]).await;
+    let api = Api {
+        env: &env,
+        gateway: &gateway,
+    };
+    let post = |id: String, from: &str, to: &str, ts: &str| {
+        json!({"message_id": id, "from": from, "to": to, "ts": ts, "text": "r"}).to_string()
+    };
+    let mut bodies = Vec::new();
+    // +9101 and recipient +1401 only ever have expired messages; +9102 has both kinds.
+    for i in 0..30 {
+        let ts = format!("2020-03-{:02}T{:02}:30:00Z", 1 + i % 3, i % 24);
+        bodies.push(post(format!("old-a{i}"), "+9101", "+1401", &ts));
+        bodies.push(post(format!("old-b{i}"), "+9102", "+1402", &ts));
+    }
+    for i in 0..12 {
+        let ts = format!("2099-01-01T{:02}:15:00Z", i % 5);
+        bodies.push(post(format!("new-b{i}"), "+9102", "+1402", &ts));
+        bodies.push(post(format!("new-c{i}"), "+9103", "+1402", &ts));
+    }
+    for body in &bodies {
+        assert_eq!(env.post_signed(&gateway, body).await.status(), 200);
+    }
+    env.wait_for_rows(bodies.len() as i64).await;
+    assert_eq!(api.get("/stats").await.1, expected_stats(&env).await);
+
+    let settings = RetentionSettings {
+        days: 1,
+        batch_size: 7,
+        batch_pause: std::time::Duration::from_millis(1),
+        interval: std::time::Duration::from_secs(3600),
+    };
+    let outcome = run_pass(
+        &env.db,
+        &settings,
+        &tokio_util::sync::CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(outcome.deleted, 60);
+    let (_, stats) = api.get("/stats").await;
+    assert_eq!(stats, expected_stats(&env).await);
+    assert_eq!(stats["total_messages"], 24);
+    assert_eq!(stats["senders_count"], 2, "{stats}");
+    assert_eq!(stats["recipients_count"], 1, "{stats}");
+    // The hourly buckets lost the expired rows too: a since/until total is a bucket sum.
+    let (_, page) = api.get("/messages?since=2000-01-01&until=2100-01-01").await;
+    assert_eq!(page["total"], 24, "{page}");
+    let (_, page) = api.get("/messages?since=2020-01-01&until=2021-01-01").await;
+    assert_eq!(page["total"], 0, "{page}");
+    let (_, page) = api.get("/messages?from=%2B9101").await;
+    assert_eq!(page["total"], 0, "{page}");
+
+    // The emptied sender and recipient come back.
+    let back = post("back-a".into(), "+9101", "+1401", "2099-02-01T00:00:00Z");
+    assert_eq!(env.post_signed(&gateway, &back).await.status(), 200);
+    env.wait_for_rows(25).await;
+    let (_, stats) = api.get("/stats").await;
+    assert_eq!(stats, expected_stats(&env).await);
+    assert_eq!(stats["senders_count"], 3, "{stats}");
+    assert_eq!(stats["recipients_count"], 2, "{stats}");
+
+    stop(gateway, workers).await;
+}

@@ -2,6 +2,8 @@
 //! acks after the commit. Serves health and metrics over HTTP. `main.rs` is a thin shell over
 //! [`Application`], so tests run it in-process.
 
+#[macro_use]
+mod aggregates;
 mod config;
 mod consume;
 pub mod retention;

@@ -27,15 +27,26 @@ pub struct RetentionSettings {
 /// left at the head of the heap. `SKIP LOCKED` lets several workers run passes at once without
 /// queueing on each other's rows: each takes a disjoint batch. `ctid IN (...)` is planned as a
 /// TID scan, so the outer DELETE touches exactly the chosen rows.
-const DELETE_BATCH: &str = "
-DELETE FROM messages
-WHERE ctid IN (
-    SELECT ctid FROM messages
-    WHERE ts < now() - make_interval(days => $1)
-    ORDER BY ts
-    LIMIT $2
-    FOR UPDATE SKIP LOCKED
-)";
+///
+/// The same statement takes the deleted rows out of the read API's aggregates, exactly as the
+/// insert adds them and in the same lock order (aggregates.rs), so retention and inserts never
+/// deadlock and `/stats` stays equal to a direct count.
+const DELETE_BATCH: &str = concat!(
+    "
+WITH deleted AS (
+    DELETE FROM messages
+    WHERE ctid IN (
+        SELECT ctid FROM messages
+        WHERE ts < now() - make_interval(days => $1)
+        ORDER BY ts
+        LIMIT $2
+        FOR UPDATE SKIP LOCKED
+    )
+    RETURNING from_msisdn, to_msisdn, ts
+),
+",
+    apply_to_aggregates!("deleted", "-1")
+);
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PassOutcome {
@@ -52,12 +63,12 @@ pub async fn run_pass(
 ) -> Result<PassOutcome, sqlx::Error> {
     let mut outcome = PassOutcome::default();
     loop {
-        let deleted = sqlx::query(DELETE_BATCH)
+        let deleted: i64 = sqlx::query_scalar(DELETE_BATCH)
             .bind(settings.days as i32)
             .bind(i64::from(settings.batch_size))
-            .execute(db)
-            .await?
-            .rows_affected();
+            .fetch_one(db)
+            .await?;
+        let deleted = deleted as u64;
         outcome.batches += 1;
         outcome.deleted += deleted;
         metrics::counter!("worker_retention_deleted_total").increment(deleted);

@@ -20,16 +20,10 @@ pub struct DeadLetter {
 /// Both inserts and the read API's aggregates in one statement (a data-modifying CTE), so a
 /// batch is one round trip and is committed whole or not at all. `DO NOTHING` also tolerates an
 /// id repeated inside the batch, and `RETURNING` yields only the rows really inserted, so the
-/// aggregates count each message once however often it is delivered.
-///
-/// Two workers never deadlock: every batch takes its row locks in the same global order.
-/// Messages are inserted sorted by id; the sender upsert groups (so waits for) every inserted row
-/// before it locks senders in sorted order; the recipient upsert is gated on the sender upsert
-/// having finished and locks recipients in sorted order, the hour buckets likewise after the
-/// recipients; the single totals row is locked last,
-/// by `totals`, which Postgres runs after the main query has read `counts` (and so every other
-/// CTE) to completion.
-const STORE_BATCH: &str = "
+/// aggregates count each message once however often it is delivered. Messages are inserted
+/// sorted by id; the aggregates' lock order is in aggregates.rs.
+const STORE_BATCH: &str = concat!(
+    "
 WITH dead AS (
     INSERT INTO dead_letters (stream_seq, subject, payload, reason, request_id)
     SELECT * FROM UNNEST($8::bigint[], $9::text[], $10::bytea[], $11::text[], $12::text[])
@@ -43,43 +37,9 @@ inserted AS (
     ON CONFLICT (message_id) DO NOTHING
     RETURNING from_msisdn, to_msisdn, ts
 ),
-senders AS (
-    INSERT INTO sender_stats AS s (from_msisdn, count)
-    SELECT from_msisdn, count(*) FROM inserted GROUP BY from_msisdn ORDER BY from_msisdn
-    ON CONFLICT (from_msisdn) DO UPDATE SET count = s.count + EXCLUDED.count
-    RETURNING (xmax = 0) AS created
-),
-recipients AS (
-    INSERT INTO recipient_stats AS r (to_msisdn, count)
-    SELECT to_msisdn, count(*) FROM inserted
-    WHERE (SELECT count(*) FROM senders) >= 0
-    GROUP BY to_msisdn ORDER BY to_msisdn
-    ON CONFLICT (to_msisdn) DO UPDATE SET count = r.count + EXCLUDED.count
-    RETURNING (xmax = 0) AS created
-),
-hours AS (
-    INSERT INTO message_hours AS h (hour, count)
-    SELECT date_trunc('hour', ts, 'UTC'), count(*) FROM inserted
-    WHERE (SELECT count(*) FROM recipients) >= 0
-    GROUP BY 1 ORDER BY 1
-    ON CONFLICT (hour) DO UPDATE SET count = h.count + EXCLUDED.count
-    RETURNING 1
-),
-counts AS (
-    SELECT (SELECT count(*) FROM inserted) AS messages,
-           (SELECT count(*) FROM senders WHERE created) AS senders,
-           (SELECT count(*) FROM recipients WHERE created) AS recipients,
-           (SELECT count(*) FROM hours) AS hours
-),
-totals AS (
-    UPDATE message_totals AS t SET
-        total_messages   = t.total_messages + c.messages,
-        senders_count    = t.senders_count + c.senders,
-        recipients_count = t.recipients_count + c.recipients
-    FROM counts AS c
-    WHERE t.id AND c.messages > 0
-)
-SELECT messages FROM counts";
+",
+    apply_to_aggregates!("inserted", "1")
+);
 
 /// Returns how many rows were new.
 pub async fn store_batch(

@@ -40,13 +40,15 @@ pub struct Stats {
 
 /// One statement, so every number comes from the same snapshot. The first and last message are
 /// one index probe each on `(ts, message_id)`; the top senders are the first entries of
-/// `sender_stats_top_idx`.
+/// `sender_stats_top_idx` (senders whose messages retention removed stay at count 0).
 const STATS: &str = "
 SELECT t.total_messages, t.senders_count, t.recipients_count,
        (SELECT ts_raw FROM messages ORDER BY ts, message_id LIMIT 1),
        (SELECT ts_raw FROM messages ORDER BY ts DESC, message_id DESC LIMIT 1),
-       ARRAY(SELECT from_msisdn FROM sender_stats ORDER BY count DESC, from_msisdn LIMIT $1),
-       ARRAY(SELECT count FROM sender_stats ORDER BY count DESC, from_msisdn LIMIT $1)
+       ARRAY(SELECT from_msisdn FROM sender_stats WHERE count > 0
+             ORDER BY count DESC, from_msisdn LIMIT $1),
+       ARRAY(SELECT count FROM sender_stats WHERE count > 0
+             ORDER BY count DESC, from_msisdn LIMIT $1)
 FROM message_totals t";
 
 type StatsRow = (

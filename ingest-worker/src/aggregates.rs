@@ -1,0 +1,92 @@
+//! The read API's aggregates (totals, per-sender and per-recipient counts, hourly buckets), kept
+//! exact by the statements that change `messages`: the batch insert (store.rs) adds what it
+//! really inserted, the retention delete (retention.rs) subtracts what it really deleted.
+
+/// The CTEs that apply the rows of CTE `$rows` (with `from_msisdn`, `to_msisdn`, `ts`), each
+/// counting `$sign` (`1` inserted, `-1` deleted), then `SELECT` how many rows there were.
+///
+/// Lock order, the same for every statement so that concurrent batches and retention never
+/// deadlock: senders sorted (the upsert groups, so waits for, every row of `$rows` first);
+/// recipients sorted, gated on the senders having finished; hour buckets sorted, gated on the
+/// recipients; the single totals row last, by `totals`, which Postgres runs after the main query
+/// has read `counts` (and so every other CTE) to completion.
+///
+/// A sender or recipient whose count reaches 0 keeps its row at 0. It enters `senders_count` /
+/// `recipients_count` when its count becomes exactly what a batch added (it had no row, or 0), and
+/// leaves them when its count becomes 0.
+macro_rules! apply_to_aggregates {
+    ($rows:literal, $sign:literal) => {
+        concat!(
+            "senders AS (
+    INSERT INTO sender_stats AS s (from_msisdn, count)
+    SELECT from_msisdn, ",
+            $sign,
+            " * count(*) FROM ",
+            $rows,
+            "
+    GROUP BY from_msisdn ORDER BY from_msisdn
+    ON CONFLICT (from_msisdn) DO UPDATE SET count = s.count + EXCLUDED.count
+    RETURNING s.from_msisdn, s.count
+),
+recipients AS (
+    INSERT INTO recipient_stats AS r (to_msisdn, count)
+    SELECT to_msisdn, ",
+            $sign,
+            " * count(*) FROM ",
+            $rows,
+            "
+    WHERE (SELECT count(*) FROM senders) >= 0
+    GROUP BY to_msisdn ORDER BY to_msisdn
+    ON CONFLICT (to_msisdn) DO UPDATE SET count = r.count + EXCLUDED.count
+    RETURNING r.to_msisdn, r.count
+),
+hours AS (
+    INSERT INTO message_hours AS h (hour, count)
+    SELECT date_trunc('hour', ts, 'UTC'), ",
+            $sign,
+            " * count(*) FROM ",
+            $rows,
+            "
+    WHERE (SELECT count(*) FROM recipients) >= 0
+    GROUP BY 1 ORDER BY 1
+    ON CONFLICT (hour) DO UPDATE SET count = h.count + EXCLUDED.count
+    RETURNING 1
+),
+counts AS (
+    SELECT (SELECT count(*) FROM ",
+            $rows,
+            ") AS messages,
+           (SELECT count(*) FILTER (WHERE g.n > 0 AND s.count = g.n)
+                 - count(*) FILTER (WHERE g.n < 0 AND s.count = 0)
+            FROM senders s
+            JOIN (SELECT from_msisdn, ",
+            $sign,
+            " * count(*) AS n FROM ",
+            $rows,
+            " GROUP BY 1) g
+            USING (from_msisdn)) AS senders,
+           (SELECT count(*) FILTER (WHERE g.n > 0 AND r.count = g.n)
+                 - count(*) FILTER (WHERE g.n < 0 AND r.count = 0)
+            FROM recipients r
+            JOIN (SELECT to_msisdn, ",
+            $sign,
+            " * count(*) AS n FROM ",
+            $rows,
+            " GROUP BY 1) g
+            USING (to_msisdn)) AS recipients,
+           (SELECT count(*) FROM hours) AS hours
+),
+totals AS (
+    UPDATE message_totals AS t SET
+        total_messages   = t.total_messages + ",
+            $sign,
+            " * c.messages,
+        senders_count    = t.senders_count + c.senders,
+        recipients_count = t.recipients_count + c.recipients
+    FROM counts AS c
+    WHERE t.id AND c.messages > 0
+)
+SELECT messages FROM counts"
+        )
+    };
+}
