@@ -18,16 +18,20 @@ if [[ ! -x $VENV/bin/schemathesis ]]; then
   "$VENV/bin/pip" install -q "schemathesis==${SCHEMATHESIS_VERSION:-4.32.5}"
 fi
 
-cargo build -q -p ingest-gateway -p ingest-worker
+# GATEWAY_BIN / WORKER_BIN: binaries to use instead of building (test.sh passes its own).
+if [[ -z ${GATEWAY_BIN:-} || -z ${WORKER_BIN:-} ]]; then
+  cargo build -q -p ingest-gateway -p ingest-worker
+  GATEWAY_BIN=./target/debug/ingest-gateway WORKER_BIN=./target/debug/ingest-worker
+fi
 PORT=${SCHEMATHESIS_PORT:-18000}
 ID=st$$
 export WEBHOOK_SECRET=${WEBHOOK_SECRET:-schemathesis-secret}
 export NATS_STREAM=SCHEMATHESIS_$ID NATS_SUBJECT=schemathesis.$ID NATS_CONSUMER=schemathesis-$ID
 export GATEWAY_ADDR=127.0.0.1:$PORT WORKER_ADDR=127.0.0.1:$((PORT + 1)) LOG_LEVEL=warn
 mkdir -p .data
-./target/debug/ingest-worker >>.data/schemathesis-worker.log 2>&1 &
+"$WORKER_BIN" >>.data/schemathesis-worker.log 2>&1 &
 WORKER=$!
-./target/debug/ingest-gateway >>.data/schemathesis-gateway.log 2>&1 &
+"$GATEWAY_BIN" >>.data/schemathesis-gateway.log 2>&1 &
 GATEWAY=$!
 trap 'kill -TERM $GATEWAY $WORKER 2>/dev/null; wait $GATEWAY $WORKER 2>/dev/null || true' EXIT
 

@@ -14,13 +14,17 @@ cargo test --workspace --no-fail-fast "$@"
 # Property-based API testing against the gateway's OpenAPI document (schemathesis from PyPI):
 # no 5xx, every answer as documented. A fixed seed keeps CI reproducible; SKIP_SCHEMATHESIS=1 skips.
 if [[ -z ${SKIP_SCHEMATHESIS:-} && $# -eq 0 ]]; then
-  ./scripts/schemathesis.sh
+  # The binaries the test build just made (tests/bin: the same main), so nothing compiles twice.
+  GATEWAY_BIN=target/debug/test-ingest-gateway WORKER_BIN=target/debug/test-ingest-worker \
+    ./scripts/schemathesis.sh
 fi
 
 # The fuzz target (fuzz/README.md) needs nightly and cargo-fuzz; run it briefly when both are
 # there, otherwise say so. Its properties also run on stable as proptests in shared/tests.
 if cargo +nightly --version >/dev/null 2>&1 && cargo +nightly fuzz --version >/dev/null 2>&1; then
   echo "[test] fuzzing webhook_body for ${FUZZ_SECONDS:-20} s" >&2
+  # The corpus directory is the fuzzer's working set (not committed); libFuzzer needs it to exist.
+  mkdir -p fuzz/corpus/webhook_body
   (cd fuzz && cargo +nightly fuzz run webhook_body corpus/webhook_body seeds -- \
     -max_total_time="${FUZZ_SECONDS:-20}")
 else

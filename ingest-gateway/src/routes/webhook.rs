@@ -47,13 +47,27 @@ async fn receive(
     body: Body,
 ) -> Response {
     let mut outcome = WebhookOutcome::default();
-    let ids = Correlation {
-        request_id: &request_id.0,
-        trace_parent: trace_parent.0.as_deref(),
-    };
+    let ids = Correlation::of(&request_id, &trace_parent);
     let result = ingest(&state, ids, &headers, body, &mut outcome).await;
+    answer(
+        result,
+        outcome,
+        OK_BODY,
+        ("webhook_requests_total", &RESULTS),
+    )
+}
+
+/// The answer of a webhook route (`/webhook`, `/webhook/whatsapp`): `ok` or the error's own
+/// response, the request counted in `counter` by result (one of `results`, its documented
+/// labels), and the outcome left on the response for the access log.
+pub(crate) fn answer(
+    result: Result<(), ApiError>,
+    mut outcome: WebhookOutcome,
+    ok: impl IntoResponse,
+    (counter, results): (&'static str, &[&'static str]),
+) -> Response {
     let mut response = match result {
-        Ok(()) => OK_BODY.into_response(),
+        Ok(()) => ok.into_response(),
         Err(error) => {
             outcome.result = error.webhook_result();
             if let ApiError::Unavailable { reason, .. } = &error {
@@ -66,7 +80,13 @@ async fn receive(
             error.into_response()
         }
     };
-    metrics::counter!("webhook_requests_total", "result" => outcome.result).increment(1);
+    // Only documented label values, so a new error kind cannot grow the series unnoticed.
+    let result = if results.contains(&outcome.result) {
+        outcome.result
+    } else {
+        "validation_error"
+    };
+    metrics::counter!(counter, "result" => result).increment(1);
     response.extensions_mut().insert(outcome);
     response
 }
@@ -76,6 +96,15 @@ async fn receive(
 pub(crate) struct Correlation<'a> {
     pub(crate) request_id: &'a str,
     pub(crate) trace_parent: Option<&'a str>,
+}
+
+impl<'a> Correlation<'a> {
+    pub(crate) fn of(request_id: &'a RequestId, trace_parent: &'a TraceParent) -> Self {
+        Self {
+            request_id: &request_id.0,
+            trace_parent: trace_parent.0.as_deref(),
+        }
+    }
 }
 
 async fn ingest(

@@ -17,7 +17,7 @@ use serde_json::json;
 
 use crate::error::ApiError;
 use crate::observe::{RequestId, TraceParent, WebhookOutcome};
-use crate::routes::webhook::{Correlation, is_json, publish, read_body};
+use crate::routes::webhook::{Correlation, answer, is_json, publish, read_body};
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -92,26 +92,10 @@ async fn receive(
     body: Body,
 ) -> Response {
     let mut outcome = WebhookOutcome::default();
-    let ids = Correlation {
-        request_id: &request_id.0,
-        trace_parent: trace_parent.0.as_deref(),
-    };
+    let ids = Correlation::of(&request_id, &trace_parent);
     let result = ingest(&state, ids, &headers, body, &mut outcome).await;
-    let mut response = match result {
-        Ok(()) => Json(json!({"status": "ok"})).into_response(),
-        Err(error) => {
-            outcome.result = error.webhook_result();
-            error.into_response()
-        }
-    };
-    let result = if RESULTS.contains(&outcome.result) {
-        outcome.result
-    } else {
-        "validation_error"
-    };
-    metrics::counter!("whatsapp_requests_total", "result" => result).increment(1);
-    response.extensions_mut().insert(outcome);
-    response
+    let ok = Json(json!({"status": "ok"}));
+    answer(result, outcome, ok, ("whatsapp_requests_total", &RESULTS))
 }
 
 #[tracing::instrument(name = "whatsapp", skip_all)]
