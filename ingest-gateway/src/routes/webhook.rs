@@ -98,6 +98,14 @@ pub(crate) struct Correlation<'a> {
     pub(crate) trace_parent: Option<&'a str>,
 }
 
+/// Now, in microseconds since the Unix epoch (the `X-Received-At` header's unit).
+pub(crate) fn unix_micros() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_micros()
+}
+
 impl<'a> Correlation<'a> {
     pub(crate) fn of(request_id: &'a RequestId, trace_parent: &'a TraceParent) -> Self {
         Self {
@@ -114,10 +122,7 @@ async fn ingest(
     body: Body,
     outcome: &mut WebhookOutcome,
 ) -> Result<(), ApiError> {
-    let received_at = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_micros();
+    let received_at = unix_micros();
     let limit = state.config.max_body_bytes;
     let body = read_body(headers, body, limit, state.config.body_timeout).await?;
 
@@ -151,10 +156,7 @@ fn verify_signature(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Resul
         signature: headers.get("webhook-signature").map(|v| v.as_bytes()),
     };
     let slot = if config.schemes.standard_webhooks && standard.signature.is_some() {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs() as i64;
+        let now = (unix_micros() / 1_000_000) as i64;
         config
             .standard_secrets
             .verify_standard(&standard, body, now, config.tolerance_secs)

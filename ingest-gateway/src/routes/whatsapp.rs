@@ -2,8 +2,6 @@
 //! notifications whose every chat message is published on its own, with its WhatsApp id as
 //! `Nats-Msg-Id`, through the same path as `/webhook`.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, header};
@@ -17,7 +15,7 @@ use serde_json::json;
 
 use crate::error::ApiError;
 use crate::observe::{RequestId, TraceParent, WebhookOutcome};
-use crate::routes::webhook::{Correlation, answer, is_json, publish, read_body};
+use crate::routes::webhook::{Correlation, answer, is_json, publish, read_body, unix_micros};
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -106,10 +104,7 @@ async fn ingest(
     body: Body,
     outcome: &mut WebhookOutcome,
 ) -> Result<(), ApiError> {
-    let received_at = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_micros();
+    let received_at = unix_micros();
     let body = read_body(
         headers,
         body,
