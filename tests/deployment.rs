@@ -1008,10 +1008,7 @@ mod cluster {
             (info.num_pending == 0 && info.num_ack_pending == 0).then_some(())
         })
         .await;
-        let stored: Vec<String> = sqlx::query_scalar("SELECT message_id FROM messages")
-            .fetch_all(&env.db)
-            .await
-            .unwrap();
+        let stored = env.message_ids().await;
         let stored_set: BTreeSet<String> = stored.iter().cloned().collect();
         assert_eq!(stored.len(), stored_set.len(), "a message stored twice");
         assert_eq!(

@@ -443,10 +443,7 @@ async fn a_poison_payload_is_dead_lettered_and_consumption_goes_on() {
     assert_eq!(dead[0].2.as_deref(), Some("poison-1"));
     assert_eq!(dead[1].0, invalid.as_bytes());
     assert!(dead[1].1.contains("from"), "{}", dead[1].1);
-    let ids: Vec<String> = sqlx::query_scalar("SELECT message_id FROM messages")
-        .fetch_all(&env.db)
-        .await
-        .unwrap();
+    let ids = env.message_ids().await;
     assert_eq!(ids, ["after-poison"]);
 
     worker.stop().await.unwrap();

@@ -162,10 +162,7 @@ async fn standard_webhooks_are_verified_and_replays_refused() {
     );
     env.wait_for_rows(1).await;
     env.wait_drained().await;
-    let ids: Vec<String> = sqlx::query_scalar("SELECT message_id FROM messages")
-        .fetch_all(&env.db)
-        .await
-        .unwrap();
+    let ids = env.message_ids().await;
     assert_eq!(ids, ["sw-1"]);
 
     worker.stop().await.unwrap();

@@ -232,6 +232,14 @@ impl TestEnv {
             .expect("post webhook")
     }
 
+    /// Every stored message id, in id order.
+    pub async fn message_ids(&self) -> Vec<String> {
+        sqlx::query_scalar("SELECT message_id FROM messages ORDER BY message_id")
+            .fetch_all(&self.db)
+            .await
+            .expect("read message ids")
+    }
+
     pub async fn row_count(&self) -> i64 {
         sqlx::query_scalar("SELECT count(*) FROM messages")
             .fetch_one(&self.db)
