@@ -425,6 +425,118 @@ async fn messages_filters_and_pagination_match_the_contract() {
     stop(gateway, workers).await;
 }
 
+/// A since/until-only total is a sum of day buckets, hour buckets and the rows of the partial
+/// hours at its edges: for every pair of bounds (open, on a day, on an hour, inside an hour, a
+/// half-second before midnight) it equals a direct count, with two workers and re-sends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn time_range_totals_equal_direct_counts_at_every_boundary() {
+    let env = TestEnv::new().await;
+    let (gateway, workers) = start(&env, 2, &[]).await;
+    let api = Api {
+        env: &env,
+        gateway: &gateway,
+    };
+    // 96 messages over five days: on midnights, on hours, just before both, inside hours.
+    let times = [
+        "00:00:00Z",
+        "00:30:00Z",
+        "09:59:59.999Z",
+        "10:00:00Z",
+        "10:20:00Z",
+        "10:40:00.5Z",
+        "23:00:00Z",
+        "23:59:59.5Z",
+    ];
+    let mut bodies = Vec::new();
+    for day in 13..=17 {
+        for (i, time) in times.iter().enumerate() {
+            for copy in 0..(1 + (day + i) % 3) {
+                bodies.push(
+                    json!({
+                        "message_id": format!("t{day}-{i}-{copy}"),
+                        "from": format!("+91{}", i % 3),
+                        "to": "+141",
+                        "ts": format!("2025-01-{day}T{time}"),
+                    })
+                    .to_string(),
+                );
+            }
+        }
+    }
+    let unique = bodies.len() as i64;
+    bodies.extend(bodies.clone()); // every message twice: stored once
+    api.post_all(&bodies).await;
+    env.wait_for_rows(unique).await;
+    env.wait_drained().await;
+
+    let bounds = [
+        None,
+        Some("2025-01-13"),
+        Some("2025-01-14T00:00:00Z"),
+        Some("2025-01-14T23:00:00Z"),
+        Some("2025-01-14T23:59:59.5Z"),
+        Some("2025-01-15T00:00:00Z"),
+        Some("2025-01-15T00:30:00Z"),
+        Some("2025-01-15T10:00:00Z"),
+        Some("2025-01-15T10:20:00Z"),
+        Some("2025-01-15T10:40:00Z"),
+        Some("2025-01-16T00:00:00Z"),
+        Some("2025-01-16T10:40:00.5Z"),
+        Some("2025-01-17T23:59:59.5Z"),
+        Some("2025-02-01"),
+    ];
+    let mut checked = 0;
+    for since in bounds {
+        for until in bounds {
+            let mut query = Vec::new();
+            query.extend(since.map(|s| format!("since={s}")));
+            query.extend(until.map(|u| format!("until={u}")));
+            let query = query.join("&");
+            // A bare date is midnight UTC; every other bound carries its `Z`.
+            let instant = |s: Option<&str>| {
+                s.map(|s| match s.len() {
+                    10 => format!("{s}T00:00:00Z"),
+                    _ => s.to_owned(),
+                })
+            };
+            let direct: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM messages
+                 WHERE ($1::text IS NULL OR ts >= $1::timestamptz)
+                   AND ($2::text IS NULL OR ts < $2::timestamptz)",
+            )
+            .bind(instant(since))
+            .bind(instant(until))
+            .fetch_one(&env.db)
+            .await
+            .unwrap();
+            let (_, total) = api.ids(&query).await;
+            assert_eq!(total, direct, "{query}");
+            checked += usize::from(direct > 0);
+        }
+    }
+    assert!(checked > 60, "only {checked} non-empty ranges");
+
+    // The buckets the workers kept are the ones the repair function rebuilds from the rows.
+    let buckets = || async {
+        sqlx::query_as::<_, (String, i64)>(
+            "SELECT 'h' || hour::text, count FROM message_hours
+             UNION ALL SELECT 'd' || day::text, count FROM message_days ORDER BY 1",
+        )
+        .fetch_all(&env.db)
+        .await
+        .unwrap()
+    };
+    let kept = buckets().await;
+    assert_eq!(kept.iter().filter(|(k, _)| k.starts_with('d')).count(), 5);
+    sqlx::query("SELECT rebuild_message_stats()")
+        .execute(&env.db)
+        .await
+        .unwrap();
+    assert_eq!(kept, buckets().await);
+
+    stop(gateway, workers).await;
+}
+
 async fn cursor_walk(
     api: &Api<'_>,
     query: &str,

@@ -1,6 +1,7 @@
-//! The read API's aggregates (totals, per-sender and per-recipient counts, hourly buckets), kept
-//! exact by the statements that change `messages`: the batch insert (store.rs) adds what it
-//! really inserted, the retention delete (retention.rs) subtracts what it really deleted.
+//! The read API's aggregates (totals, per-sender and per-recipient counts, hourly and daily
+//! buckets), kept exact by the statements that change `messages`: the batch insert (store.rs)
+//! adds what it really inserted, the retention delete (retention.rs) subtracts what it really
+//! deleted.
 
 /// The CTEs that apply the rows of CTE `$rows` (with `from_msisdn`, `to_msisdn`, `ts`), each
 /// counting `$sign` (`1` inserted, `-1` deleted), then `SELECT` how many rows there were.
@@ -8,8 +9,9 @@
 /// Lock order, the same for every statement so that concurrent batches and retention never
 /// deadlock: senders sorted (the upsert groups, so waits for, every row of `$rows` first);
 /// recipients sorted, gated on the senders having finished; hour buckets sorted, gated on the
-/// recipients; the single totals row last, by `totals`, which Postgres runs after the main query
-/// has read `counts` (and so every other CTE) to completion.
+/// recipients; day buckets sorted, gated on the hours; the single totals row last, by `totals`,
+/// which Postgres runs after the main query has read `counts` (and so every other CTE) to
+/// completion.
 ///
 /// A sender or recipient whose count reaches 0 keeps its row at 0. It enters `senders_count` /
 /// `recipients_count` when its count becomes exactly what a batch added (it had no row, or 0), and
@@ -52,6 +54,18 @@ hours AS (
     ON CONFLICT (hour) DO UPDATE SET count = h.count + EXCLUDED.count
     RETURNING 1
 ),
+days AS (
+    INSERT INTO message_days AS d (day, count)
+    SELECT date_trunc('day', ts, 'UTC'), ",
+            $sign,
+            " * count(*) FROM ",
+            $rows,
+            "
+    WHERE (SELECT count(*) FROM hours) >= 0
+    GROUP BY 1 ORDER BY 1
+    ON CONFLICT (day) DO UPDATE SET count = d.count + EXCLUDED.count
+    RETURNING 1
+),
 counts AS (
     SELECT (SELECT count(*) FROM ",
             $rows,
@@ -74,7 +88,7 @@ counts AS (
             $rows,
             " GROUP BY 1) g
             USING (to_msisdn)) AS recipients,
-           (SELECT count(*) FROM hours) AS hours
+           (SELECT count(*) FROM days) AS days
 ),
 totals AS (
     UPDATE message_totals AS t SET

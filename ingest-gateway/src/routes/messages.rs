@@ -320,16 +320,61 @@ fn parse_instant(s: &str) -> Option<DateTime<Utc>> {
         .map(|t| t.with_timezone(&Utc))
 }
 
-fn floor_hour(t: DateTime<Utc>) -> DateTime<Utc> {
-    t.duration_trunc(TimeDelta::hours(1)).unwrap_or(t)
+const HOUR: TimeDelta = TimeDelta::hours(1);
+const DAY: TimeDelta = TimeDelta::days(1);
+
+fn floor_to(t: DateTime<Utc>, unit: TimeDelta) -> DateTime<Utc> {
+    t.duration_trunc(unit).unwrap_or(t)
 }
 
-fn ceil_hour(t: DateTime<Utc>) -> DateTime<Utc> {
-    let floor = floor_hour(t);
-    if floor == t {
-        t
-    } else {
-        floor + TimeDelta::hours(1)
+fn ceil_to(t: DateTime<Utc>, unit: TimeDelta) -> DateTime<Utc> {
+    let floor = floor_to(t, unit);
+    if floor == t { t } else { floor + unit }
+}
+
+/// A range of bucket starts `[lo, hi)`; `None` is unbounded on that side.
+type BucketRange = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
+const NO_BUCKETS: BucketRange = (Some(DateTime::UNIX_EPOCH), Some(DateTime::UNIX_EPOCH));
+
+/// How PAGE_TOTAL_TIME adds up `[since, until)`: the rows of the partial hours at the two edges
+/// are counted; the whole hours that do not fill a whole day come from `message_hours`, the whole
+/// days from `message_days`. Summing days keeps a year-long range at ~400 buckets instead of 8,760.
+#[derive(Debug, PartialEq, Eq)]
+struct TimeBuckets {
+    /// `since` rounded up / `until` rounded down to the hour: the edges are `[since, first_hour)`
+    /// and `[end_hour, until)`.
+    first_hour: Option<DateTime<Utc>>,
+    end_hour: Option<DateTime<Utc>>,
+    hours_before: BucketRange,
+    days: BucketRange,
+    hours_after: BucketRange,
+}
+
+impl TimeBuckets {
+    fn of(since: Option<DateTime<Utc>>, until: Option<DateTime<Utc>>) -> Self {
+        let first_hour = since.map(|t| ceil_to(t, HOUR));
+        let end_hour = until.map(|t| floor_to(t, HOUR));
+        let first_day = since.map(|t| ceil_to(t, DAY));
+        let end_day = until.map(|t| floor_to(t, DAY));
+        let (hours_before, days, hours_after) = match (first_day, end_day) {
+            // No whole day inside: every whole hour is in one range (empty if there is none).
+            (Some(first), Some(end)) if first >= end => {
+                ((first_hour, end_hour), NO_BUCKETS, NO_BUCKETS)
+            }
+            _ => (
+                since.map_or(NO_BUCKETS, |_| (first_hour, first_day)),
+                (first_day, end_day),
+                until.map_or(NO_BUCKETS, |_| (end_day, end_hour)),
+            ),
+        };
+        TimeBuckets {
+            first_hour,
+            end_hour,
+            hours_before,
+            days,
+            hours_after,
+        }
     }
 }
 
@@ -353,7 +398,7 @@ fn contains_pattern(q: &str) -> String {
 // index (ts / from / to / trigram).
 //
 // $1 from, $2 to, $3 since, $4 until, $5 ILIKE pattern, $6 $7 cursor (ts, id), $8 offset, $9 limit,
-// $10 $11 the whole hours inside [since, until) (see PAGE_TOTAL_TIME).
+// $10-$17 the buckets of [since, until) (see PAGE_TOTAL_TIME).
 macro_rules! filters {
     () => {
         "($1::text IS NULL OR m.from_msisdn = $1)
@@ -398,14 +443,20 @@ const PAGE_TOTAL_FROM: &str = page_with_total!(
 const PAGE_TOTAL_TO: &str = page_with_total!(
     "SELECT coalesce((SELECT count FROM recipient_stats WHERE to_msisdn = $2), 0) AS n"
 );
-/// Only since/until: the whole UTC hours inside the range come from the worker's hourly buckets
-/// ($10 = since rounded up to the hour, $11 = until rounded down); only the rows of the partial
-/// hours at the edges, `[since, $10)` and `[$11, until)`, are counted, through the ts index.
-/// `least`/`greatest` ignore NULLs, so an open end needs no special case.
+/// Only since/until: whole UTC days and hours inside the range come from the worker's buckets
+/// (see `TimeBuckets`: $10 $11 the whole-hour bounds, $12-$17 the three bucket ranges); only the
+/// rows of the partial hours at the edges, `[since, $10)` and `[$11, until)`, are counted,
+/// through the ts index. `least`/`greatest` ignore NULLs, so an open end needs no special case.
 const PAGE_TOTAL_TIME: &str = page_with_total!(
     "SELECT (coalesce((SELECT sum(h.count) FROM message_hours h
-                      WHERE h.hour >= coalesce($10::timestamptz, '-infinity')
-                        AND h.hour < coalesce($11::timestamptz, 'infinity')), 0)
+                      WHERE h.hour >= coalesce($12::timestamptz, '-infinity')
+                        AND h.hour < coalesce($13::timestamptz, 'infinity')), 0)
+          + coalesce((SELECT sum(d.count) FROM message_days d
+                      WHERE d.day >= coalesce($14::timestamptz, '-infinity')
+                        AND d.day < coalesce($15::timestamptz, 'infinity')), 0)
+          + coalesce((SELECT sum(h.count) FROM message_hours h
+                      WHERE h.hour >= coalesce($16::timestamptz, '-infinity')
+                        AND h.hour < coalesce($17::timestamptz, 'infinity')), 0)
           + (SELECT count(*) FROM messages m
              WHERE $3::timestamptz IS NOT NULL AND m.ts >= $3 AND m.ts < least($4, $10))
           + (SELECT count(*) FROM messages m
@@ -457,6 +508,7 @@ pub async fn list(
 ) -> Result<Json<MessagesPage>, ApiError> {
     let params = Params::parse(raw.as_deref()).map_err(ApiError::Validation)?;
     let sql = params.total_sql();
+    let buckets = TimeBuckets::of(params.since, params.until);
     let (cursor_ts, cursor_id) = match &params.cursor {
         Some(c) => (Some(c.ts), Some(c.message_id.as_str())),
         None => (None, None),
@@ -472,8 +524,14 @@ pub async fn list(
         .bind(params.offset)
         // One more than asked: whether it comes back says whether there is a next page.
         .bind(params.limit + 1)
-        .bind(params.since.map(ceil_hour))
-        .bind(params.until.map(floor_hour))
+        .bind(buckets.first_hour)
+        .bind(buckets.end_hour)
+        .bind(buckets.hours_before.0)
+        .bind(buckets.hours_before.1)
+        .bind(buckets.days.0)
+        .bind(buckets.days.1)
+        .bind(buckets.hours_after.0)
+        .bind(buckets.hours_after.1)
         .fetch_all(&state.read_db)
         .await
         .map_err(|e| ApiError::from_db("messages", e, state.config.retry_after_secs))?;
@@ -613,6 +671,73 @@ mod tests {
             "1736935200",
         ] {
             assert!(at(bad).is_none(), "{bad}");
+        }
+    }
+
+    /// Every instant of a three-day window is covered by exactly one part of `TimeBuckets` (an
+    /// edge counted row by row, an hour bucket or a day bucket) when it is inside
+    /// `[since, until)`, and by none otherwise: the total adds each row once.
+    #[test]
+    fn time_buckets_cover_the_range_exactly_once() {
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().to_utc();
+        let bounds: Vec<Option<DateTime<Utc>>> = [
+            None,
+            Some("2025-01-14T00:00:00Z"),
+            Some("2025-01-14T23:00:00Z"),
+            Some("2025-01-14T23:59:59.5Z"),
+            Some("2025-01-15T00:00:00Z"),
+            Some("2025-01-15T00:30:00Z"),
+            Some("2025-01-15T10:00:00Z"),
+            Some("2025-01-15T10:20:00Z"),
+            Some("2025-01-15T10:40:00Z"),
+            Some("2025-01-16T00:00:00Z"),
+            Some("2025-01-16T05:30:00Z"),
+            Some("2025-01-17T00:00:00Z"),
+        ]
+        .iter()
+        .map(|s| s.map(at))
+        .collect();
+        let in_range = |t: DateTime<Utc>, (lo, hi): BucketRange| {
+            lo.is_none_or(|lo| t >= lo) && hi.is_none_or(|hi| t < hi)
+        };
+        // Every 165 s over five days, and each bound and the millisecond before it.
+        let mut instants: Vec<DateTime<Utc>> = (0..2_700)
+            .map(|i| at("2025-01-13T00:00:00Z") + TimeDelta::seconds(165 * i))
+            .collect();
+        for b in bounds.iter().flatten() {
+            instants.extend([*b, *b - TimeDelta::milliseconds(1)]);
+        }
+        for &since in &bounds {
+            for &until in &bounds {
+                if since.is_none() && until.is_none() {
+                    continue; // not a time-only query
+                }
+                let b = TimeBuckets::of(since, until);
+                for &t in &instants {
+                    let edge_before = since.is_some_and(|s| {
+                        t >= s && [until, b.first_hour].iter().flatten().all(|e| t < *e)
+                    });
+                    let edge_after = until.is_some_and(|u| {
+                        b.end_hour >= b.first_hour.or(b.end_hour)
+                            && [since, b.end_hour].iter().flatten().all(|s| t >= *s)
+                            && t < u
+                    });
+                    let parts = [
+                        edge_before,
+                        edge_after,
+                        in_range(floor_to(t, HOUR), b.hours_before),
+                        in_range(floor_to(t, DAY), b.days),
+                        in_range(floor_to(t, HOUR), b.hours_after),
+                    ];
+                    let covered = parts.iter().filter(|p| **p).count();
+                    let inside = since.is_none_or(|s| t >= s) && until.is_none_or(|u| t < u);
+                    assert_eq!(
+                        covered,
+                        usize::from(inside),
+                        "t={t} since={since:?} until={until:?} parts={parts:?} {b:?}"
+                    );
+                }
+            }
         }
     }
 
