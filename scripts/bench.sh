@@ -12,7 +12,9 @@
 # the tables instead of writing BENCHMARKS.md), BENCH_SKIP_BUILD=1 (use the binaries in
 # target/release as they are), BENCH_CASES (space-separated subset of
 # "refs closed open drain"), BENCH_OPEN_SECS / BENCH_OPEN_RATES (the open-loop cases, default 60 s
-# at "5000 10000"; a long run at a sustainable rate is the RSS soak), and the gateway's and the worker's own variables (README).
+# at "5000 10000"; a long run at a sustainable rate is the RSS soak), BENCH_NICE (the CPU
+# priority of the gateway and the generator, default -10; see below), and the gateway's and the
+# worker's own variables (README).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/services.sh
@@ -41,9 +43,23 @@ export DATABASE_URL=$BENCH_URL
 export WEBHOOK_SECRET=${BENCH_SECRET:-bench-secret}
 export NATS_STREAM=BENCH NATS_SUBJECT=bench.messages NATS_CONSUMER=bench-worker
 export LOG_LEVEL=${LOG_LEVEL:-info}
-BENCH=./target/release/ingest-bench
 
 log() { printf '[bench %s] %s\n' "$(date +%T)" "$*" >&2; }
+
+# CPU priority on a box where everything competes for 2 cores: the gateway (latency-critical:
+# a sender waits on it) and the generator (the instrument: a starved generator measures its own
+# stalls) run at nice $BENCH_NICE; the worker, NATS and Postgres stay at 0, so in a storm
+# JetStream absorbs what the drain cannot take yet. A deployment does the same with systemd's
+# Nice=/CPUWeight= or compose's cpu_shares (README). BENCH_NICE=0 runs everything alike. A
+# negative value needs root or CAP_SYS_NICE; without them the run says so and uses 0.
+NICE=${BENCH_NICE:--10}
+# `nice` warns and runs the command anyway when it may not raise a priority: ask what it got.
+if [[ $(nice -n "$NICE" nice 2>/dev/null) != "$NICE" ]]; then
+  log "cannot run at nice $NICE here (needs root or CAP_SYS_NICE): everything at 0"
+  NICE=0
+fi
+PRIORITY=(nice -n "$NICE")
+BENCH="${PRIORITY[*]} ./target/release/ingest-bench"
 
 if [[ ${BENCH_SKIP_BUILD:-0} != 1 ]]; then
   log "building (release)"
@@ -83,7 +99,7 @@ wait_ready() { # url pid what
 port_free() { ! port_open 127.0.0.1 "$1" || { log "port $1 is taken: set BENCH_PORT"; exit 1; }; }
 start_gateway() {
   port_free "$PORT"
-  GATEWAY_ADDR=127.0.0.1:$PORT ./target/release/ingest-gateway >/dev/null 2>"$OUT/gateway.err" &
+  GATEWAY_ADDR=127.0.0.1:$PORT "${PRIORITY[@]}" ./target/release/ingest-gateway >/dev/null 2>"$OUT/gateway.err" &
   GW_PID=$!
   wait_ready "http://127.0.0.1:$PORT/health/ready" "$GW_PID" gateway
 }
@@ -171,7 +187,7 @@ DIRTY=$(git diff --quiet HEAD 2>/dev/null || echo " (with uncommitted changes)")
 CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')
 MEM=$(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)
 COMMAND=""
-for knob in QUICK BENCH_WORKERS BENCH_REQUESTS BENCH_CASES BENCH_SKIP_BUILD; do
+for knob in QUICK BENCH_WORKERS BENCH_REQUESTS BENCH_CASES BENCH_SKIP_BUILD BENCH_NICE; do
   [[ -n ${!knob:-} && ${!knob} != 0 ]] && COMMAND+="$knob=${!knob// /,} "
 done
 COMMAND+="scripts/bench.sh"
@@ -186,6 +202,7 @@ SECTION=$(cat <<EOF
 | date | $STARTED |
 | machine | $(nproc) cores ($CPU), $MEM, $(uname -r); generator, gateway, workers, NATS and Postgres all on this box |
 | load average before / after | $LOAD_BEFORE / $LOAD_AFTER |
+| CPU priority | gateway and generator at nice $NICE; workers, NATS and Postgres at 0 (\`BENCH_NICE\`) |
 | services | nats-server $(nats-server --version 2>/dev/null | sed 's/^nats-server: //'), $(psql --version | sed 's/^psql (PostgreSQL) /PostgreSQL /'), synchronous_commit=$(psql -tA "$BENCH_URL" -c 'show synchronous_commit') |
 
 CPU is the average over the case in % of one core (200 = the whole box); "bench" is the
