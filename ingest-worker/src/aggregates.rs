@@ -16,6 +16,39 @@
 /// A sender or recipient whose count reaches 0 keeps its row at 0. It enters `senders_count` /
 /// `recipients_count` when its count becomes exactly what a batch added (it had no row, or 0), and
 /// leaves them when its count becomes 0.
+/// CTE `$cte`: the rows of `$rows` counted into `$table`, one bucket per UTC `$unit` of `ts`,
+/// buckets sorted, after CTE `$after` has finished.
+macro_rules! time_buckets {
+    ($cte:literal, $table:literal, $unit:literal, $rows:literal, $sign:literal, $after:literal) => {
+        concat!(
+            $cte,
+            " AS (
+    INSERT INTO ",
+            $table,
+            " AS b (",
+            $unit,
+            ", count)
+    SELECT date_trunc('",
+            $unit,
+            "', ts, 'UTC'), ",
+            $sign,
+            " * count(*) FROM ",
+            $rows,
+            "
+    WHERE (SELECT count(*) FROM ",
+            $after,
+            ") >= 0
+    GROUP BY 1 ORDER BY 1
+    ON CONFLICT (",
+            $unit,
+            ") DO UPDATE SET count = b.count + EXCLUDED.count
+    RETURNING 1
+),
+"
+        )
+    };
+}
+
 macro_rules! apply_to_aggregates {
     ($rows:literal, $sign:literal) => {
         concat!(
@@ -42,31 +75,10 @@ recipients AS (
     ON CONFLICT (to_msisdn) DO UPDATE SET count = r.count + EXCLUDED.count
     RETURNING r.to_msisdn, r.count
 ),
-hours AS (
-    INSERT INTO message_hours AS h (hour, count)
-    SELECT date_trunc('hour', ts, 'UTC'), ",
-            $sign,
-            " * count(*) FROM ",
-            $rows,
-            "
-    WHERE (SELECT count(*) FROM recipients) >= 0
-    GROUP BY 1 ORDER BY 1
-    ON CONFLICT (hour) DO UPDATE SET count = h.count + EXCLUDED.count
-    RETURNING 1
-),
-days AS (
-    INSERT INTO message_days AS d (day, count)
-    SELECT date_trunc('day', ts, 'UTC'), ",
-            $sign,
-            " * count(*) FROM ",
-            $rows,
-            "
-    WHERE (SELECT count(*) FROM hours) >= 0
-    GROUP BY 1 ORDER BY 1
-    ON CONFLICT (day) DO UPDATE SET count = d.count + EXCLUDED.count
-    RETURNING 1
-),
-counts AS (
+",
+            time_buckets!("hours", "message_hours", "hour", $rows, $sign, "recipients"),
+            time_buckets!("days", "message_days", "day", $rows, $sign, "hours"),
+            "counts AS (
     SELECT (SELECT count(*) FROM ",
             $rows,
             ") AS messages,
