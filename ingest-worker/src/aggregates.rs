@@ -3,19 +3,6 @@
 //! adds what it really inserted, the retention delete (retention.rs) subtracts what it really
 //! deleted.
 
-/// The CTEs that apply the rows of CTE `$rows` (with `from_msisdn`, `to_msisdn`, `ts`), each
-/// counting `$sign` (`1` inserted, `-1` deleted), then `SELECT` how many rows there were.
-///
-/// Lock order, the same for every statement so that concurrent batches and retention never
-/// deadlock: senders sorted (the upsert groups, so waits for, every row of `$rows` first);
-/// recipients sorted, gated on the senders having finished; hour buckets sorted, gated on the
-/// recipients; day buckets sorted, gated on the hours; the single totals row last, by `totals`,
-/// which Postgres runs after the main query has read `counts` (and so every other CTE) to
-/// completion.
-///
-/// A sender or recipient whose count reaches 0 keeps its row at 0. It enters `senders_count` /
-/// `recipients_count` when its count becomes exactly what a batch added (it had no row, or 0), and
-/// leaves them when its count becomes 0.
 /// CTE `$cte`: the rows of `$rows` counted into `$table`, one bucket per UTC `$unit` of `ts`,
 /// buckets sorted, after CTE `$after` has finished.
 macro_rules! time_buckets {
@@ -49,6 +36,19 @@ macro_rules! time_buckets {
     };
 }
 
+/// The CTEs that apply the rows of CTE `$rows` (with `from_msisdn`, `to_msisdn`, `ts`), each
+/// counting `$sign` (`1` inserted, `-1` deleted), then `SELECT` how many rows there were.
+///
+/// Lock order, the same for every statement so that concurrent batches and retention never
+/// deadlock: senders sorted (the upsert groups, so waits for, every row of `$rows` first);
+/// recipients sorted, gated on the senders having finished; hour buckets sorted, gated on the
+/// recipients; day buckets sorted, gated on the hours; the single totals row last, by `totals`,
+/// which Postgres runs after the main query has read `counts` (and so every other CTE) to
+/// completion.
+///
+/// A sender or recipient whose count reaches 0 keeps its row at 0. It enters `senders_count` /
+/// `recipients_count` when its count becomes exactly what a batch added (it had no row, or 0), and
+/// leaves them when its count becomes 0.
 macro_rules! apply_to_aggregates {
     ($rows:literal, $sign:literal) => {
         concat!(
