@@ -36,6 +36,34 @@ macro_rules! time_buckets {
     };
 }
 
+/// How many numbers of column `$key` the upsert CTE `$cte` (returning `$key, count`) brought
+/// into the distinct count minus how many it took out: in when the count became exactly what
+/// this statement added, out when it became 0. One column of `counts`, named `$cte`.
+macro_rules! distinct_change {
+    ($cte:literal, $key:literal, $rows:literal, $sign:literal) => {
+        concat!(
+            "           (SELECT count(*) FILTER (WHERE g.n > 0 AND c.count = g.n)
+                 - count(*) FILTER (WHERE g.n < 0 AND c.count = 0)
+            FROM ",
+            $cte,
+            " c
+            JOIN (SELECT ",
+            $key,
+            ", ",
+            $sign,
+            " * count(*) AS n FROM ",
+            $rows,
+            " GROUP BY 1) g
+            USING (",
+            $key,
+            ")) AS ",
+            $cte,
+            ",
+"
+        )
+    };
+}
+
 /// The CTEs that apply the rows of CTE `$rows` (with `from_msisdn`, `to_msisdn`, `ts`), each
 /// counting `$sign` (`1` inserted, `-1` deleted), then `SELECT` how many rows there were.
 ///
@@ -82,25 +110,10 @@ recipients AS (
     SELECT (SELECT count(*) FROM ",
             $rows,
             ") AS messages,
-           (SELECT count(*) FILTER (WHERE g.n > 0 AND s.count = g.n)
-                 - count(*) FILTER (WHERE g.n < 0 AND s.count = 0)
-            FROM senders s
-            JOIN (SELECT from_msisdn, ",
-            $sign,
-            " * count(*) AS n FROM ",
-            $rows,
-            " GROUP BY 1) g
-            USING (from_msisdn)) AS senders,
-           (SELECT count(*) FILTER (WHERE g.n > 0 AND r.count = g.n)
-                 - count(*) FILTER (WHERE g.n < 0 AND r.count = 0)
-            FROM recipients r
-            JOIN (SELECT to_msisdn, ",
-            $sign,
-            " * count(*) AS n FROM ",
-            $rows,
-            " GROUP BY 1) g
-            USING (to_msisdn)) AS recipients,
-           (SELECT count(*) FROM days) AS days
+",
+            distinct_change!("senders", "from_msisdn", $rows, $sign),
+            distinct_change!("recipients", "to_msisdn", $rows, $sign),
+            "           (SELECT count(*) FROM days) AS days
 ),
 totals AS (
     UPDATE message_totals AS t SET
