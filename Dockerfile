@@ -16,6 +16,10 @@ ARG CARGO_CHEF_VERSION=0.1.78
 
 FROM rust:${RUST_VERSION}-slim-bookworm AS chef
 ARG CARGO_CHEF_VERSION
+# make: the gateway links jemalloc, whose build (tikv-jemalloc-sys) runs it; the slim image has
+# gcc but not make.
+RUN apt-get update && apt-get install -y --no-install-recommends make \
+    && rm -rf /var/lib/apt/lists/*
 RUN cargo install cargo-chef --locked --version ${CARGO_CHEF_VERSION}
 WORKDIR /app
 

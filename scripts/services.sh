@@ -96,8 +96,15 @@ ensure_postgres() {
   wait_port "$host" "$port" 30 postgres
 }
 
+# The gateway links jemalloc (tikv-jemalloc-sys), whose build runs `make`; a fresh Debian with
+# rustup has gcc but not always make. Every script that builds sources this file.
+ensure_build_tools() {
+  command -v make >/dev/null || apt_install make
+}
+
 ensure_services() {
   mkdir -p "$DATA"
+  ensure_build_tools
   ensure_nats
   ensure_postgres
   export NATS_URL DATABASE_URL
