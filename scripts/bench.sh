@@ -11,7 +11,7 @@
 # BENCH_PORT (gateway port, default 18000; workers use the next ones), BENCH_NO_WRITE=1 (print
 # the tables instead of writing BENCHMARKS.md), BENCH_SKIP_BUILD=1 (use the binaries in
 # target/release as they are), BENCH_CASES (space-separated subset of
-# "refs closed open drain"), BENCH_OPEN_SECS / BENCH_OPEN_RATES (the open-loop cases, default 60 s
+# "refs closed alone open drain"), BENCH_OPEN_SECS / BENCH_OPEN_RATES (the open-loop cases, default 60 s
 # at "5000 10000"; a long run at a sustainable rate is the RSS soak), BENCH_NICE (the CPU
 # priority of the gateway and the generator, default -10; see below), and the gateway's and the
 # worker's own variables (README).
@@ -27,7 +27,7 @@ else
   HTTP_N=${BENCH_REQUESTS:-200000} HEALTH_N=${BENCH_REQUESTS:-200000} REF_N=${BENCH_REQUESTS:-200000}
   OPEN_SECS=${BENCH_OPEN_SECS:-60} DRAIN_N=500000
 fi
-CASES=${BENCH_CASES:-refs closed open drain}
+CASES=${BENCH_CASES:-refs closed alone open drain}
 WORKERS=${BENCH_WORKERS:-1}
 PORT=${BENCH_PORT:-18000}
 OUT=.data/bench
@@ -150,16 +150,34 @@ if [[ $CASES == *closed* ]]; then
     for dup in 0 0.2; do
       log "POST /webhook closed loop: $c connections, $dup re-sends"
       bench http --target "$TARGET" --connections "$c" --dup "$dup" --requests "$HTTP_N" \
-        --e2e-db "$BENCH_URL" --run-id "$RUN-c$c-d$dup" --label "webhook-c$c-d$dup"
+        --e2e-db "$BENCH_URL" --run-id "$RUN-c$c-d$dup" --label "webhook-c$c-d$dup" \
+        --workers-on-box "$WORKERS"
     done
   done
+fi
+
+# The same cases with no worker on the box: the accept path alone, as it runs when the store path
+# has cores (or machines) of its own, or is stopped while JetStream absorbs a storm. The rows wait
+# in the stream, which is emptied afterwards, so there is no e2e here.
+if [[ $CASES == *alone* ]]; then
+  stop_workers
+  for c in 16 64 256; do
+    for dup in 0 0.2; do
+      log "POST /webhook closed loop, no worker on the box: $c connections, $dup re-sends"
+      bench http --target "$TARGET" --connections "$c" --dup "$dup" --requests "$HTTP_N" \
+        --run-id "$RUN-a$c-d$dup" --label "alone-c$c-d$dup" --workers-on-box 0
+    done
+  done
+  $BENCH reset --stream "$NATS_STREAM" --purge 1 >/dev/null
+  start_workers "$WORKERS"
 fi
 
 if [[ $CASES == *open* ]]; then
   for rate in ${BENCH_OPEN_RATES:-5000 10000}; do
     log "POST /webhook open loop: $rate/s for $OPEN_SECS s"
     bench http --target "$TARGET" --connections 128 --rate "$rate" --duration "$OPEN_SECS" \
-      --e2e-db "$BENCH_URL" --run-id "$RUN-o$rate" --label "webhook-open-$rate"
+      --e2e-db "$BENCH_URL" --run-id "$RUN-o$rate" --label "webhook-open-$rate" \
+      --workers-on-box "$WORKERS"
   done
 fi
 

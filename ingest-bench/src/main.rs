@@ -4,10 +4,11 @@
 //! ingest-bench http   --target http://127.0.0.1:8000 [--path /webhook] --secret S --requests N
 //!                     [--dup 0.2] [--connections 64] [--rate R --duration SECS]
 //!                     [--e2e-db URL] [--watch label=PID | label=comm:NAME]... [--out results.jsonl]
+//!                     [--workers-on-box N]   # recorded: how many workers drained during the load
 //! ingest-bench nats   --requests N [--dup F] [--inflight 1024] [--stream S --subject S] [--scratch]
 //! ingest-bench pg     --requests N [--batch 500]
 //! ingest-bench drain  --expect N [--timeout SECS]
-//! ingest-bench reset  --stream S                         # deletes a stream (bench runs only)
+//! ingest-bench reset  --stream S [--purge 1]             # deletes (or empties) a stream (bench runs only)
 //! ingest-bench report --results results.jsonl            # markdown tables on stdout
 //! ```
 //! Every measuring command prints one JSON object and appends it to `--out` when given.
@@ -170,6 +171,7 @@ async fn run_http(args: &Args) -> anyhow::Result<Value> {
         .context("--target resolves to nothing")?;
     let path = args.str_or("path", "/webhook");
     let connections: usize = args.num("connections", 64)?;
+    let workers_on_box: Option<usize> = args.str("workers-on-box").map(str::parse).transpose()?;
     let rate: Option<f64> = args.str("rate").map(str::parse).transpose()?;
     let duration: Option<f64> = args.str("duration").map(str::parse).transpose()?;
     let mut spec = args.spec()?;
@@ -256,6 +258,7 @@ async fn run_http(args: &Args) -> anyhow::Result<Value> {
         "statuses": outcome.statuses.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
         "latency": Summary::of(&outcome.latency),
         "e2e": e2e,
+        "workers_on_box": workers_on_box,
         "procs": procs,
     }))
 }
@@ -364,6 +367,11 @@ async fn run_reset(args: &Args) -> anyhow::Result<Value> {
     let url = args.env_or("nats-url", "NATS_URL", "nats://127.0.0.1:4222");
     let stream = args.str("stream").context("--stream NAME")?;
     let js = async_nats::jetstream::new(async_nats::connect(&url).await?);
+    if args.str("purge").is_some_and(|v| v == "1" || v == "true") {
+        // Empties the stream but keeps it and its consumer, for processes that hold both.
+        let purged = js.get_stream(stream).await?.purge().await?.purged;
+        return Ok(json!({"kind": "reset", "stream": stream, "purged": purged}));
+    }
     let deleted = js.delete_stream(stream).await.is_ok();
     Ok(json!({"kind": "reset", "stream": stream, "deleted": deleted}))
 }
