@@ -3,7 +3,7 @@
 # workers in release mode on a dedicated stream and database, the matrix of BENCHMARKS.md, and the
 # tables written into BENCHMARKS.md between its ingest-bench markers.
 #
-#   scripts/bench.sh              # the full matrix (about 15 minutes on 2 cores)
+#   scripts/bench.sh              # the full matrix (about 9 minutes on 2 cores)
 #   QUICK=1 scripts/bench.sh      # the same matrix, small: a smoke test of the harness
 #
 # Knobs (environment): BENCH_WORKERS (workers during the HTTP cases, default 1), BENCH_REQUESTS
