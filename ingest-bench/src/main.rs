@@ -14,6 +14,9 @@
 //! Every measuring command prints one JSON object and appends it to `--out` when given.
 //! `scripts/bench.sh` runs the whole matrix.
 
+const USAGE: &str = "usage: ingest-bench http|nats|pg|drain|reset|report --option value ...; \
+    every option is in the header of ingest-bench/src/main.rs, and scripts/bench.sh runs them all";
+
 mod e2e;
 mod http;
 mod procmon;
@@ -46,6 +49,12 @@ impl Args {
         let command = it.next().unwrap_or_else(|| "help".into());
         let mut values: HashMap<String, Vec<String>> = HashMap::new();
         while let Some(key) = it.next() {
+            if key == "--help" || key == "-h" {
+                return Ok(Self {
+                    command: "help".into(),
+                    values,
+                });
+            }
             let Some(name) = key.strip_prefix("--") else {
                 bail!("unexpected argument {key:?}");
             };
@@ -130,9 +139,10 @@ fn main() -> anyhow::Result<()> {
             "pg" => run_pg(&args).await,
             "drain" => run_drain(&args).await,
             "reset" => run_reset(&args).await,
-            _ => {
-                eprintln!("usage: see the header of ingest-bench/src/main.rs or scripts/bench.sh");
-                std::process::exit(2)
+            command => {
+                eprintln!("{USAGE}");
+                let asked = matches!(command, "help" | "--help" | "-h");
+                std::process::exit(if asked { 0 } else { 2 })
             }
         }
     })?;
