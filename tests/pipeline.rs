@@ -449,3 +449,30 @@ async fn a_poison_payload_is_dead_lettered_and_consumption_goes_on() {
     worker.stop().await.unwrap();
     gateway.stop().await.unwrap();
 }
+
+/// sqlx 0.9.0 leaves Nagle's algorithm on for its TCP connections, which holds the end of every
+/// large statement (a worker batch) for a delayed ACK, ~40 ms (`ingest_shared::db::pool_options`).
+/// The pools of both binaries are built by `lazy_pool` / `pool_options`, which turn it off.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_connections_have_nagle_off() {
+    use ingest_shared::config::SecretUrl;
+    use ingest_shared::db;
+
+    let url = SecretUrl::new(integration_tests::admin_database_url());
+    let pool = db::lazy_pool(&url, 1, Duration::from_secs(10)).expect("pool");
+    let (local, peer): (Option<i32>, Option<i32>) =
+        sqlx::query_as("SELECT inet_client_port(), inet_server_port()")
+            .fetch_one(&pool)
+            .await
+            .expect("ask the server which ports it sees");
+    let (Some(local), Some(peer)) = (local, peer) else {
+        // A Unix-socket URL: no TCP, nothing for Nagle to hold back.
+        return;
+    };
+    assert_eq!(
+        db::nodelay::on_connection(local as u16, peer as u16),
+        Some(true),
+        "the pool's connection (local port {local}) must have TCP_NODELAY"
+    );
+}

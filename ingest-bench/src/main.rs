@@ -203,7 +203,7 @@ async fn run_http(args: &Args) -> anyhow::Result<Value> {
     };
     let db = match args.str("e2e-db") {
         Some(url) if is_webhook => Some(
-            sqlx::postgres::PgPoolOptions::new()
+            ingest_shared::db::pool_options(&url.parse()?)
                 .max_connections(2)
                 .connect(url)
                 .await?,
@@ -354,7 +354,7 @@ async fn run_drain(args: &Args) -> anyhow::Result<Value> {
     let baseline: i64 = args.num("baseline", 0)?;
     let since_us: i64 = args.num("since-us", chrono::Utc::now().timestamp_micros())?;
     let timeout = Duration::from_secs(args.num("timeout", 600)?);
-    let db = sqlx::postgres::PgPoolOptions::new()
+    let db = ingest_shared::db::pool_options(&url.parse()?)
         .max_connections(1)
         .connect(&url)
         .await?;

@@ -9,7 +9,7 @@ use futures::stream::FuturesUnordered;
 use hdrhistogram::Histogram;
 use ingest_shared::message::Message;
 use ingest_shared::{RECEIVED_AT_HEADER, REQUEST_ID_HEADER};
-use sqlx::{Connection, PgConnection};
+use sqlx::postgres::PgConnectOptions;
 
 use crate::stats;
 use crate::workload::Workload;
@@ -112,12 +112,19 @@ pub async fn upsert(
         .iter()
         .map(|b| ingest_shared::message::parse(b))
         .collect::<Result<_, _>>()?;
-    let mut conn = PgConnection::connect(database_url).await?;
+    // The same connection settings as the worker's pool (TCP_NODELAY above all), so the
+    // reference measures the database, not sqlx's socket defaults.
+    let options: PgConnectOptions = database_url.parse()?;
+    let pool = ingest_shared::db::pool_options(&options)
+        .max_connections(1)
+        .connect_with(options)
+        .await?;
+    let mut conn = pool.acquire().await?;
     sqlx::raw_sql(
         "CREATE TABLE IF NOT EXISTS messages_ref (LIKE messages INCLUDING ALL);
          TRUNCATE messages_ref;",
     )
-    .execute(&mut conn)
+    .execute(&mut *conn)
     .await?;
     let started = Instant::now();
     let mut inserted = 0;
@@ -140,14 +147,14 @@ pub async fn upsert(
                     .map(|i| (b * batch + i) as i64)
                     .collect::<Vec<_>>(),
             )
-            .execute(&mut conn)
+            .execute(&mut *conn)
             .await?;
         inserted += result.rows_affected();
         batches += 1;
     }
     let elapsed = started.elapsed();
     sqlx::raw_sql("DROP TABLE messages_ref")
-        .execute(&mut conn)
+        .execute(&mut *conn)
         .await?;
     Ok(Upserted {
         elapsed,

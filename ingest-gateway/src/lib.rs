@@ -162,7 +162,7 @@ fn read_pool(config: &Config) -> Result<sqlx::PgPool, sqlx::Error> {
         ("statement_timeout", timeout_ms.as_str()),
         ("default_transaction_read_only", "on"),
     ]);
-    Ok(sqlx::postgres::PgPoolOptions::new()
+    Ok(db::pool_options(&options)
         .max_connections(config.read_db_max_connections)
         .acquire_timeout(Duration::from_secs(2))
         .connect_lazy_with(options))
