@@ -41,7 +41,13 @@ pub fn pool_options(connect: &PgConnectOptions) -> PgPoolOptions {
     options.after_connect(move |_conn, _meta| {
         Box::pin(async move {
             let sockets = nodelay::set_on_sockets_to(port);
-            tracing::debug!(sockets, port, "TCP_NODELAY set on the database connections");
+            if sockets == 0 && cfg!(target_os = "linux") {
+                // The new connection is a socket to `port`; not finding it means /proc is not
+                // readable here, and large statements will wait for delayed ACKs again.
+                tracing::warn!(port, "could not set TCP_NODELAY on the database connection");
+            } else {
+                tracing::debug!(sockets, port, "TCP_NODELAY set on the database connections");
+            }
             Ok(())
         })
     })
