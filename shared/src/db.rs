@@ -31,7 +31,8 @@ pub fn lazy_pool(
 /// has its last piece held back by Nagle's algorithm until the server's delayed ACK, ~40 ms
 /// later. Measured (BENCHMARKS.md): a worker batch of 100 rows committed in 61 ms over TCP and
 /// in 21 ms over a Unix socket. Until a sqlx release sets the option again, each new connection
-/// sets it itself; remove `after_connect` with that upgrade.
+/// sets it itself; remove `after_connect` with that upgrade. (Not a `[patch]` of sqlx-core: that
+/// means vendoring the crate, and the Docker build's cargo-chef stage stubs out path crates.)
 pub fn pool_options(connect: &PgConnectOptions) -> PgPoolOptions {
     let options = PgPoolOptions::new();
     if connect.get_socket().is_some() {
@@ -57,24 +58,13 @@ pub fn pool_options(connect: &PgConnectOptions) -> PgPoolOptions {
 pub mod nodelay {
     use std::os::fd::{BorrowedFd, RawFd};
 
-    /// The process's TCP sockets connected to `port`, by descriptor.
-    fn sockets_to(port: u16) -> Vec<RawFd> {
-        let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
-            return Vec::new();
-        };
-        entries
+    /// The process's open descriptors (none when /proc cannot be read).
+    fn descriptors() -> impl Iterator<Item = RawFd> {
+        std::fs::read_dir("/proc/self/fd")
+            .into_iter()
+            .flatten()
             .flatten()
             .filter_map(|entry| entry.file_name().to_str()?.parse::<RawFd>().ok())
-            .filter(|&fd| {
-                with_socket(fd, |socket| {
-                    socket
-                        .peer_addr()
-                        .ok()
-                        .and_then(|addr| addr.as_socket())
-                        .is_some_and(|addr| addr.port() == port)
-                })
-            })
-            .collect()
     }
 
     /// Runs `f` on descriptor `fd` as a socket.
@@ -89,9 +79,17 @@ pub mod nodelay {
     /// Sets `TCP_NODELAY` on every TCP socket of this process connected to `port` (the new
     /// connection and the pool's earlier ones, which already have it). Returns how many.
     pub fn set_on_sockets_to(port: u16) -> usize {
-        sockets_to(port)
-            .into_iter()
-            .filter(|&fd| with_socket(fd, |s| s.set_tcp_nodelay(true).is_ok()))
+        descriptors()
+            .filter(|&fd| {
+                with_socket(fd, |socket| {
+                    let to_port = socket
+                        .peer_addr()
+                        .ok()
+                        .and_then(|addr| addr.as_socket())
+                        .is_some_and(|addr| addr.port() == port);
+                    to_port && socket.set_tcp_nodelay(true).is_ok()
+                })
+            })
             .count()
     }
 
@@ -99,17 +97,13 @@ pub mod nodelay {
     /// `TCP_NODELAY`; `None` when there is no such connection. The tests ask with the ports the
     /// server saw (`inet_client_port()`, `inet_server_port()`).
     pub fn on_connection(local: u16, peer: u16) -> Option<bool> {
-        let entries = std::fs::read_dir("/proc/self/fd").ok()?;
-        entries
-            .flatten()
-            .filter_map(|entry| entry.file_name().to_str()?.parse::<RawFd>().ok())
-            .find_map(|fd| {
-                with_socket(fd, |socket| {
-                    let ours = socket.local_addr().ok()?.as_socket()?.port();
-                    let theirs = socket.peer_addr().ok()?.as_socket()?.port();
-                    (ours == local && theirs == peer).then(|| socket.tcp_nodelay().unwrap_or(false))
-                })
+        descriptors().find_map(|fd| {
+            with_socket(fd, |socket| {
+                let ours = socket.local_addr().ok()?.as_socket()?.port();
+                let theirs = socket.peer_addr().ok()?.as_socket()?.port();
+                (ours == local && theirs == peer).then(|| socket.tcp_nodelay().unwrap_or(false))
             })
+        })
     }
 }
 
