@@ -35,16 +35,18 @@ pub fn lazy_pool(
 /// means vendoring the crate, and the Docker build's cargo-chef stage stubs out path crates.)
 pub fn pool_options(connect: &PgConnectOptions) -> PgPoolOptions {
     let options = PgPoolOptions::new();
-    if connect.get_socket().is_some() {
+    // sqlx takes a host that is a path (from the URL or PGHOST) as a Unix socket: no Nagle there.
+    let unix_socket = connect.get_socket().is_some() || connect.get_host().starts_with('/');
+    if unix_socket || !cfg!(target_os = "linux") {
         return options;
     }
     let port = connect.get_port();
     options.after_connect(move |_conn, _meta| {
         Box::pin(async move {
             let sockets = nodelay::set_on_sockets_to(port);
-            if sockets == 0 && cfg!(target_os = "linux") {
-                // The new connection is a socket to `port`; not finding it means /proc is not
-                // readable here, and large statements will wait for delayed ACKs again.
+            if sockets == 0 {
+                // At least the new connection is a TCP socket to `port`: finding none means
+                // /proc is not readable here, and large statements wait for delayed ACKs again.
                 tracing::warn!(port, "could not set TCP_NODELAY on the database connection");
             } else {
                 tracing::debug!(sockets, port, "TCP_NODELAY set on the database connections");
@@ -69,15 +71,18 @@ pub mod nodelay {
 
     /// Runs `f` on descriptor `fd` as a socket.
     fn with_socket<T>(fd: RawFd, f: impl FnOnce(socket2::SockRef<'_>) -> T) -> T {
-        // SAFETY: the descriptor is only passed to getpeername/getsockopt/setsockopt, never
-        // closed or read. If another thread closes it meanwhile, those calls fail (EBADF or
-        // ENOTSOCK); if the number is reused at once, the socket it now names is checked anew.
+        // SAFETY: `borrow_raw` asks that the descriptor stay open while borrowed, and another
+        // thread may close it during the walk. That breaks the letter of the contract but not
+        // memory safety: the descriptor is only passed to getpeername/getsockopt/setsockopt,
+        // never closed, read or written. A closed number makes those calls fail (EBADF); a
+        // number reused meanwhile names a new file that is checked like any other.
         let fd = unsafe { BorrowedFd::borrow_raw(fd) };
         f(socket2::SockRef::from(&fd))
     }
 
-    /// Sets `TCP_NODELAY` on every TCP socket of this process connected to `port` (the new
-    /// connection and the pool's earlier ones, which already have it). Returns how many.
+    /// Sets `TCP_NODELAY` on every TCP socket of this process whose peer port is `port`: the
+    /// new connection, the pool's earlier ones (which have it already), and any other client's
+    /// connection to that port, which only makes it send sooner. Returns how many.
     pub fn set_on_sockets_to(port: u16) -> usize {
         descriptors()
             .filter(|&fd| {
@@ -107,7 +112,8 @@ pub mod nodelay {
     }
 }
 
-/// Elsewhere the descriptors cannot be listed; the connections keep sqlx's default.
+/// Elsewhere the descriptors cannot be listed: `pool_options` installs no hook, and the
+/// connections keep sqlx's default. This stub only lets that code compile.
 #[cfg(not(target_os = "linux"))]
 pub mod nodelay {
     pub fn set_on_sockets_to(_port: u16) -> usize {
