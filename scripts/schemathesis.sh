@@ -28,12 +28,43 @@ ID=st$$
 export WEBHOOK_SECRET=${WEBHOOK_SECRET:-schemathesis-secret}
 export NATS_STREAM=SCHEMATHESIS_$ID NATS_SUBJECT=schemathesis.$ID NATS_CONSUMER=schemathesis-$ID
 export GATEWAY_ADDR=127.0.0.1:$PORT WORKER_ADDR=127.0.0.1:$((PORT + 1)) LOG_LEVEL=warn
+
+# A database and a stream of this run's own, dropped on exit: nothing lands in DATABASE_URL's
+# database, which is the one scripts/run.sh serves.
+command -v psql >/dev/null || apt_install postgresql-client
+ADMIN_URL=$DATABASE_URL
+DB=schemathesis_$ID
+psql "$ADMIN_URL" -X -q -c "CREATE DATABASE $DB"
+DATABASE_URL=$(printf '%s' "$ADMIN_URL" | sed -E "s#^([a-z]+://[^/]+)(/[^?]*)?#\1/$DB#")
+export DATABASE_URL
+
+# JetStream's API is plain NATS requests, and no NATS client is installed here, so the stream is
+# deleted over a raw connection. Best effort: at worst an empty stream is left behind.
+delete_stream() {
+  local url=${NATS_URL%%,*} rc=0
+  exec 3<>"/dev/tcp/$(url_host "$url")/$(url_port "$url" 4222)" || return 1
+  printf 'CONNECT {"verbose":false}\r\nSUB _INBOX.%s 1\r\nPUB $JS.API.STREAM.DELETE.%s _INBOX.%s 0\r\n\r\n' \
+    "$ID" "$1" "$ID" >&3
+  timeout 5 grep -q -a -m1 '^MSG' <&3 || rc=$?
+  exec 3>&-
+  return $rc
+}
+GATEWAY="" WORKER=""
+cleanup() {
+  if [[ -n $GATEWAY$WORKER ]]; then
+    kill -TERM $GATEWAY $WORKER 2>/dev/null || true
+    wait $GATEWAY $WORKER 2>/dev/null || true
+  fi
+  psql "$ADMIN_URL" -X -q -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" || true
+  delete_stream "$NATS_STREAM" || echo "[schemathesis] could not delete stream $NATS_STREAM" >&2
+}
+trap cleanup EXIT
+
 mkdir -p .data
 "$WORKER_BIN" >>.data/schemathesis-worker.log 2>&1 &
 WORKER=$!
 "$GATEWAY_BIN" >>.data/schemathesis-gateway.log 2>&1 &
 GATEWAY=$!
-trap 'kill -TERM $GATEWAY $WORKER 2>/dev/null; wait $GATEWAY $WORKER 2>/dev/null || true' EXIT
 
 for _ in $(seq 1 150); do
   curl -fsS "http://127.0.0.1:$PORT/health/ready" >/dev/null 2>&1 && break
