@@ -32,7 +32,7 @@ command -v psql >/dev/null || apt_install postgresql-client
 mkdir -p "$OUT"
 
 # The admin URL with its database replaced by $DB.
-BENCH_URL=$(python3 -c 'import sys,urllib.parse as u; p=u.urlsplit(sys.argv[1]); print(u.urlunsplit(p._replace(path="/"+sys.argv[2])))' "$DATABASE_URL" "$DB")
+BENCH_URL=$(url_with_database "$DATABASE_URL" "$DB")
 psql_bench() { psql "$BENCH_URL" -X -q -v ON_ERROR_STOP=1 "$@"; }
 
 PROFILE=${PROFILE:-release}

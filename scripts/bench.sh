@@ -38,7 +38,7 @@ RUN=r$(date +%s)
 
 ADMIN_URL=$DATABASE_URL
 BENCH_DB=ingest_bench
-BENCH_URL=$(printf '%s' "$ADMIN_URL" | sed -E "s#^([a-z]+://[^/]+)(/[^?]*)?#\1/$BENCH_DB#")
+BENCH_URL=$(url_with_database "$ADMIN_URL" "$BENCH_DB")
 export DATABASE_URL=$BENCH_URL
 export WEBHOOK_SECRET=${BENCH_SECRET:-bench-secret}
 export NATS_STREAM=BENCH NATS_SUBJECT=bench.messages NATS_CONSUMER=bench-worker

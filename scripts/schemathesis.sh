@@ -35,7 +35,7 @@ command -v psql >/dev/null || apt_install postgresql-client
 ADMIN_URL=$DATABASE_URL
 DB=schemathesis_$ID
 psql "$ADMIN_URL" -X -q -c "CREATE DATABASE $DB"
-DATABASE_URL=$(printf '%s' "$ADMIN_URL" | sed -E "s#^([a-z]+://[^/]+)(/[^?]*)?#\1/$DB#")
+DATABASE_URL=$(url_with_database "$ADMIN_URL" "$DB")
 export DATABASE_URL
 
 # JetStream's API is plain NATS requests, and no NATS client is installed here, so the stream is

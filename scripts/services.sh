@@ -23,6 +23,9 @@ url_port() {
   if [[ $r == *:* ]]; then printf '%s' "${r##*:}"; else printf '%s' "$2"; fi
 }
 
+# The same URL naming database $2 instead (the query string, if any, kept).
+url_with_database() { printf '%s' "$1" | sed -E "s#^([a-z]+://[^/?]+)(/[^?]*)?#\1/$2#"; }
+
 port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 
 wait_port() { # host port seconds what

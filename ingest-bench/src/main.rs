@@ -202,12 +202,15 @@ async fn run_http(args: &Args) -> anyhow::Result<Value> {
         vec![http::render_get(&host, &path); workload.unique()]
     };
     let db = match args.str("e2e-db") {
-        Some(url) if is_webhook => Some(
-            ingest_shared::db::pool_options(&url.parse()?)
-                .max_connections(2)
-                .connect(url)
-                .await?,
-        ),
+        Some(url) if is_webhook => {
+            let options: sqlx::postgres::PgConnectOptions = url.parse()?;
+            Some(
+                ingest_shared::db::pool_options(&options)
+                    .max_connections(2)
+                    .connect_with(options)
+                    .await?,
+            )
+        }
         _ => None,
     };
     let baseline = match &db {
@@ -354,9 +357,10 @@ async fn run_drain(args: &Args) -> anyhow::Result<Value> {
     let baseline: i64 = args.num("baseline", 0)?;
     let since_us: i64 = args.num("since-us", chrono::Utc::now().timestamp_micros())?;
     let timeout = Duration::from_secs(args.num("timeout", 600)?);
-    let db = ingest_shared::db::pool_options(&url.parse()?)
+    let options: sqlx::postgres::PgConnectOptions = url.parse()?;
+    let db = ingest_shared::db::pool_options(&options)
         .max_connections(1)
-        .connect(&url)
+        .connect_with(options)
         .await?;
     let monitor = args.monitor()?;
     let drained = e2e::wait_for_drain(&db, baseline, expect, since_us, timeout).await?;
