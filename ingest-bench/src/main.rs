@@ -159,6 +159,16 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A pool with the services' own connection settings (`TCP_NODELAY` above all), so what the
+/// bench measures through it is the database, not sqlx's socket defaults.
+pub(crate) async fn database(url: &str, max_connections: u32) -> anyhow::Result<sqlx::PgPool> {
+    let options: sqlx::postgres::PgConnectOptions = url.parse()?;
+    Ok(ingest_shared::db::pool_options(&options)
+        .max_connections(max_connections)
+        .connect_with(options)
+        .await?)
+}
+
 fn secret(args: &Args) -> String {
     args.env_or("secret", "WEBHOOK_SECRET", "dev-secret-change-me")
         .split(',')
@@ -202,15 +212,7 @@ async fn run_http(args: &Args) -> anyhow::Result<Value> {
         vec![http::render_get(&host, &path); workload.unique()]
     };
     let db = match args.str("e2e-db") {
-        Some(url) if is_webhook => {
-            let options: sqlx::postgres::PgConnectOptions = url.parse()?;
-            Some(
-                ingest_shared::db::pool_options(&options)
-                    .max_connections(2)
-                    .connect_with(options)
-                    .await?,
-            )
-        }
+        Some(url) if is_webhook => Some(database(url, 2).await?),
         _ => None,
     };
     let baseline = match &db {
@@ -357,11 +359,7 @@ async fn run_drain(args: &Args) -> anyhow::Result<Value> {
     let baseline: i64 = args.num("baseline", 0)?;
     let since_us: i64 = args.num("since-us", chrono::Utc::now().timestamp_micros())?;
     let timeout = Duration::from_secs(args.num("timeout", 600)?);
-    let options: sqlx::postgres::PgConnectOptions = url.parse()?;
-    let db = ingest_shared::db::pool_options(&options)
-        .max_connections(1)
-        .connect_with(options)
-        .await?;
+    let db = database(&url, 1).await?;
     let monitor = args.monitor()?;
     let drained = e2e::wait_for_drain(&db, baseline, expect, since_us, timeout).await?;
     let procs = monitor.finish();

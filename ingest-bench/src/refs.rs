@@ -9,7 +9,6 @@ use futures::stream::FuturesUnordered;
 use hdrhistogram::Histogram;
 use ingest_shared::message::Message;
 use ingest_shared::{RECEIVED_AT_HEADER, REQUEST_ID_HEADER};
-use sqlx::postgres::PgConnectOptions;
 
 use crate::stats;
 use crate::workload::Workload;
@@ -112,13 +111,7 @@ pub async fn upsert(
         .iter()
         .map(|b| ingest_shared::message::parse(b))
         .collect::<Result<_, _>>()?;
-    // The same connection settings as the worker's pool (TCP_NODELAY above all), so the
-    // reference measures the database, not sqlx's socket defaults.
-    let options: PgConnectOptions = database_url.parse()?;
-    let pool = ingest_shared::db::pool_options(&options)
-        .max_connections(1)
-        .connect_with(options)
-        .await?;
+    let pool = crate::database(database_url, 1).await?;
     let mut conn = pool.acquire().await?;
     sqlx::raw_sql(
         "CREATE TABLE IF NOT EXISTS messages_ref (LIKE messages INCLUDING ALL);
