@@ -842,17 +842,18 @@ async fn openapi_document_parses_and_lists_every_route_served() {
         }
     }
     let messages = &doc["paths"]["/messages"]["get"];
-    let params: BTreeSet<&str> = messages["parameters"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| {
-            assert_eq!(p["in"], "query");
-            p["name"].as_str().unwrap()
-        })
-        .collect();
+    let params_in = |place: &str| -> BTreeSet<&str> {
+        messages["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["in"] == place)
+            .map(|p| p["name"].as_str().unwrap())
+            .collect()
+    };
+    assert_eq!(params_in("header"), BTreeSet::from(["Prefer"]));
     assert_eq!(
-        params,
+        params_in("query"),
         BTreeSet::from([
             "limit",
             "offset",
@@ -953,4 +954,112 @@ async fn stats_stay_exact_through_retention() {
     assert_eq!(stats["recipients_count"], 2, "{stats}");
 
     stop(gateway, workers).await;
+}
+
+/// `total` (the contract's "Counting"): exact and unmarked up to the bound, Postgres's estimate
+/// and marked past it, exact at any size with `Prefer: count=exact`; the same on every cursor
+/// page. Rows are inserted directly: the bound needs more than 10,000 matches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn totals_past_the_bound_are_estimated_and_say_so() {
+    let env = TestEnv::new().await;
+    let gateway = env.start_gateway(env.gateway_config(&[])).await;
+    env.wait_stream_ready().await;
+    sqlx::query(
+        "INSERT INTO messages (message_id, from_msisdn, to_msisdn, ts, ts_raw, text)
+         SELECT 'b' || lpad(i::text, 6, '0'), '+1555' || (i % 7), '+14155550100',
+                timestamptz '2025-01-15T00:00:00Z' + i * interval '1 second',
+                to_char((timestamptz '2025-01-15T00:00:00Z' + i * interval '1 second')
+                        AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
+                CASE WHEN i <= 10050 THEN 'please refund order ' || i
+                     ELSE 'hello there ' || i END
+         FROM generate_series(1, 10550) AS i",
+    )
+    .execute(&env.db)
+    .await
+    .unwrap();
+    sqlx::query("ANALYZE messages")
+        .execute(&env.db)
+        .await
+        .unwrap();
+
+    let get = |query: &'static str, prefer: Option<&'static str>| {
+        let request = env.http.get(gateway.url(&format!("/messages?{query}")));
+        let request = match prefer {
+            Some(p) => request.header("prefer", p),
+            None => request,
+        };
+        async move {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), 200, "{query}");
+            let applied: Vec<String> = response
+                .headers()
+                .get_all("preference-applied")
+                .iter()
+                .map(|v| v.to_str().unwrap().to_owned())
+                .collect();
+            (response.json::<Value>().await.unwrap(), applied)
+        }
+    };
+
+    // Under the bound: exact, and the body is the older one (no total_estimated key).
+    let (page, applied) = get("q=hello&limit=5", None).await;
+    assert_eq!(page["total"], 500, "{page}");
+    assert!(page.get("total_estimated").is_none(), "{page}");
+    assert!(applied.is_empty(), "{applied:?}");
+    let (page, applied) = get("q=hello&limit=5", Some("count=estimated")).await;
+    assert_eq!(page["total"], 500);
+    assert!(page.get("total_estimated").is_none(), "{page}");
+    assert_eq!(applied, ["count=estimated"]);
+    // Over the lower bound of count=estimated: estimated, at least what was counted.
+    let (page, _) = get("q=hello&limit=5", Some("count=estimated, count=exact")).await;
+    assert_eq!(page["total"], 500, "500 is under 1,000: {page}");
+    let (page, _) = get("q=order+1&limit=5", Some("count=estimated")).await;
+    assert_eq!(page["total_estimated"], true, "1,162 matches: {page}");
+    assert!(page["total"].as_i64().unwrap() > 1_000, "{page}");
+
+    // Over the default bound: estimated and marked, the page itself unchanged.
+    let (page, applied) = get("q=REFUND&limit=3", None).await;
+    assert_eq!(page["total_estimated"], true, "{page}");
+    assert!(page["total"].as_i64().unwrap() > 10_000, "{page}");
+    assert!(applied.is_empty());
+    let ids: Vec<&str> = page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["message_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["b000001", "b000002", "b000003"]);
+
+    // Prefer: count=exact, on every cursor page; the estimate is the same on every page too.
+    let estimate = page["total"].clone();
+    for (prefer, expect_total, marked) in [
+        (Some("count=exact"), json!(10_050), false),
+        (None, estimate, true),
+    ] {
+        let mut query = "q=refund&limit=100".to_owned();
+        let mut seen = 0;
+        for _ in 0..4 {
+            let mut request = env.http.get(gateway.url(&format!("/messages?{query}")));
+            if let Some(p) = prefer {
+                request = request.header("prefer", p);
+            }
+            let response = request.send().await.unwrap();
+            let applied = response.headers().get("preference-applied").cloned();
+            let page: Value = response.json().await.unwrap();
+            assert_eq!(page["total"], expect_total, "{prefer:?}: {}", page["total"]);
+            assert_eq!(page.get("total_estimated").is_some(), marked, "{prefer:?}");
+            assert_eq!(
+                applied.as_ref().map(|v| v.to_str().unwrap()),
+                prefer,
+                "Preference-Applied"
+            );
+            seen += page["data"].as_array().unwrap().len();
+            query = format!(
+                "q=refund&limit=100&cursor={}",
+                page["next_cursor"].as_str().unwrap()
+            );
+        }
+        assert_eq!(seen, 400);
+    }
+    gateway.stop().await.unwrap();
 }

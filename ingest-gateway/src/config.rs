@@ -31,6 +31,9 @@ pub struct Config {
     pub read_db_max_connections: u32,
     /// Bound on one read query, so an expensive search cannot hold a connection for long.
     pub read_statement_timeout: Duration,
+    /// Read-your-writes: how long a read may wait for the messages acknowledged before it to be
+    /// stored. Past it the read is served as it is, marked `Consistency: stale`. Zero: no wait.
+    pub read_consistency_timeout: Duration,
     pub nats: StreamSettings,
     pub max_body_bytes: usize,
     /// Bound on the wait for JetStream's PubAck; past it the sender gets 503 and retries.
@@ -87,6 +90,12 @@ impl Config {
                 "READ_STATEMENT_TIMEOUT_MS",
                 5000,
                 10..=600_000,
+            )?,
+            read_consistency_timeout: millis_or(
+                env,
+                "READ_CONSISTENCY_TIMEOUT_MS",
+                1000,
+                0..=60_000,
             )?,
             nats: StreamSettings::from_env(env)?,
             max_body_bytes: parse_in_range(env, "MAX_BODY_BYTES", 1 << 20, 64..=64 << 20)?,

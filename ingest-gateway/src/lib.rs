@@ -2,10 +2,12 @@
 //! and metrics. `main.rs` is a thin shell over [`Application`], so tests run it in-process.
 
 mod config;
+mod consistency;
 mod error;
 mod observe;
 mod openapi;
 mod overload;
+mod prefer;
 mod publisher;
 mod routes;
 mod serve;
@@ -44,6 +46,7 @@ impl Application {
         let metrics = telemetry::metrics_handle();
         register_metrics(&config);
         observe::register_metrics();
+        consistency::register_metrics();
 
         let client = nats::connect(&config.nats.url, "ingest-gateway")
             .await
@@ -77,6 +80,13 @@ impl Application {
             .with_context(|| format!("GATEWAY_ADDR: cannot listen on {}", config.addr))?;
         let publisher =
             publisher::Publisher::spawn(jetstream.clone(), config.max_inflight_publishes);
+        let watermark = consistency::Watermark::spawn(
+            client.clone(),
+            jetstream.clone(),
+            config.nats.stream.clone(),
+            config.read_consistency_timeout,
+            background.clone(),
+        );
         let state = AppState::new(Inner {
             subject: config.nats.subject.clone().into(),
             config,
@@ -86,6 +96,7 @@ impl Application {
             db,
             read_db,
             metrics,
+            watermark,
         });
         let router = router(state.clone());
         Ok(Self {
@@ -132,8 +143,7 @@ fn router(state: AppState) -> Router {
         Router::new()
             .merge(routes::webhook::router())
             .merge(routes::whatsapp::router())
-            .merge(routes::messages::router())
-            .merge(routes::stats::router()),
+            .merge(reads(state.clone())),
         &state.config,
     );
     Router::new()
@@ -149,6 +159,17 @@ fn router(state: AppState) -> Router {
         ))
         .layer(axum::middleware::from_fn(observe::observe))
         .with_state(state)
+}
+
+/// The read API: every route waits for read-your-writes first (consistency.rs).
+fn reads(state: AppState) -> Router<AppState> {
+    Router::new()
+        .merge(routes::messages::router())
+        .merge(routes::stats::router())
+        .route_layer(axum::middleware::from_fn_with_state(
+            state,
+            consistency::layer,
+        ))
 }
 
 /// The read API's own pool. Every query is planned with its actual parameters, because the

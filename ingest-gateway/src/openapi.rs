@@ -10,7 +10,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Serialize;
-use utoipa::{OpenApi, ToSchema};
+use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use crate::error::ApiError;
 use crate::routes::{messages, stats};
@@ -77,6 +77,18 @@ async fn openapi_json() -> Response {
             ApiError::Internal.into_response()
         }
     }
+}
+
+/// The RFC 7240 `Prefer` header of the read API (documentation only; prefer.rs reads it).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+pub struct PreferHeader {
+    /// `consistency=eventual` skips the read-your-writes wait (for dashboards that poll);
+    /// on `/messages`, `count=exact` counts every match and `count=estimated` counts up to
+    /// 1,000. Several are separated by commas; unknown ones are ignored.
+    #[param(rename = "Prefer", example = "count=exact")]
+    prefer: Option<String>,
 }
 
 /// `{"detail":"..."}`: 401, 404, 405, 408, 413, 415, 500, 503.

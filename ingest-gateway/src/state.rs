@@ -21,6 +21,8 @@ pub struct Inner {
     /// The read API's pool (`DATABASE_READ_URL`).
     pub read_db: PgPool,
     pub metrics: PrometheusHandle,
+    /// Read-your-writes (see consistency.rs).
+    pub watermark: crate::consistency::Watermark,
 }
 
 impl AppState {

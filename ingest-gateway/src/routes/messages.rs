@@ -2,6 +2,8 @@
 //! or by an opaque keyset cursor.
 
 use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, DurationRound, NaiveDate, TimeDelta, Utc};
@@ -11,10 +13,15 @@ use sqlx::Row as _;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::error::ApiError;
+use crate::prefer::{Count, PREFERENCE_APPLIED, Preferences};
 use crate::state::AppState;
 
 pub const MAX_LIMIT: i64 = 100;
 pub const DEFAULT_LIMIT: i64 = 50;
+/// Up to this many matches `total` is counted; past it, estimated (the contract's "Counting").
+pub const EXACT_COUNT_BOUND: i64 = 10_000;
+/// The bound under `Prefer: count=estimated`.
+pub const ESTIMATED_COUNT_BOUND: i64 = 1_000;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/messages", get(list))
@@ -38,8 +45,13 @@ pub struct MessageItem {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct MessagesPage {
     pub data: Vec<MessageItem>,
-    /// Every row matching the filters, whatever `limit`, `offset` and `cursor` say.
+    /// Every row matching the filters, whatever `limit`, `offset` and `cursor` say. Exact, unless
+    /// `total_estimated` is present.
     pub total: i64,
+    /// Present (and true) only when `total` is Postgres's estimate: the filters matched more
+    /// rows than the exact bound (10,000; 1,000 with `Prefer: count=estimated`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total_estimated: Option<bool>,
     pub limit: i64,
     pub offset: i64,
     /// Pass as `cursor` to get the rows after this page; null on the last page.
@@ -464,26 +476,19 @@ const PAGE_TOTAL_TIME: &str = page_with_total!(
                AND m.ts >= greatest($3, $11) AND m.ts < $4)
            )::bigint AS n"
 );
-/// Anything else is counted, through whichever index serves the filters. Counting reads every
-/// matching row anyway, so the page is taken from those same rows (kept as `(ts, message_id)`)
-/// rather than found by a second scan: for `q=` that halves the heap visits.
-const PAGE_TOTAL_COUNTED: &str = concat!(
-    "WITH matched AS MATERIALIZED (
-    SELECT m.ts, m.message_id FROM messages m
-    WHERE ",
+/// Anything else is counted, through whichever index serves the filters, but only up to the
+/// bound ($18; NULL counts everything): past it the total is estimated (ESTIMATE), so neither
+/// the count nor the page costs O(matches).
+const PAGE_TOTAL_COUNTED: &str = page_with_total!(concat!(
+    "SELECT count(*) AS n FROM (SELECT 1 FROM messages m WHERE ",
     filters!(),
-    "
-),
-keys AS (
-    SELECT k.message_id FROM matched k
-    WHERE ($6::timestamptz IS NULL OR (k.ts, k.message_id) > ($6, $7::text))
-    ORDER BY k.ts, k.message_id
-    OFFSET $8 LIMIT $9
-)
-SELECT (SELECT count(*) FROM matched) AS n,
-       p.message_id, p.from_msisdn, p.to_msisdn, p.ts, p.ts_raw, p.text
-FROM (SELECT 1) AS one LEFT JOIN (keys k JOIN messages p ON p.message_id = k.message_id) ON true
-ORDER BY p.ts, p.message_id"
+    " LIMIT $18) matched"
+));
+
+/// The planner's row estimate for the same filters ($1-$5), read from the top plan node.
+const ESTIMATE: &str = concat!(
+    "EXPLAIN (FORMAT JSON) SELECT 1 FROM messages m WHERE ",
+    filters!()
 );
 
 #[utoipa::path(
@@ -493,10 +498,17 @@ ORDER BY p.ts, p.message_id"
     summary = "List stored messages",
     description = "Messages in `ts ASC, message_id ASC` order. Filters combine with AND. \
         Paginate with `limit`/`offset`, or with `cursor` (keyset: the same cost on every page, \
-        and correct while rows are being inserted). Reads are eventually consistent.",
-    params(MessagesQuery),
+        and correct while rows are being inserted). Read-your-writes: the answer includes every \
+        message any gateway answered 200 for before this request began (see the `Consistency` \
+        response header). `total` is exact up to 10,000 matches (1,000 with \
+        `Prefer: count=estimated`, unbounded with `Prefer: count=exact`); past that it is \
+        Postgres's estimate and `total_estimated` is true.",
+    params(MessagesQuery, crate::openapi::PreferHeader),
     responses(
-        (status = 200, description = "A page of messages", body = MessagesPage),
+        (status = 200, description = "A page of messages", body = MessagesPage, headers(
+            ("Consistency" = String, description = "`fresh`, `stale` (the wait timed out or NATS was unreachable) or `skipped` (opted out)"),
+            ("Preference-Applied" = String, description = "The `Prefer` preferences applied"),
+        )),
         (status = 422, description = "A query parameter is invalid", body = crate::openapi::ValidationErrorBody),
         (status = 503, description = "The database is unavailable; retry later", body = crate::openapi::DetailBody),
     )
@@ -504,15 +516,23 @@ ORDER BY p.ts, p.message_id"
 #[tracing::instrument(name = "messages", skip_all)]
 pub async fn list(
     State(state): State<AppState>,
+    headers: HeaderMap,
     RawQuery(raw): RawQuery,
-) -> Result<Json<MessagesPage>, ApiError> {
+) -> Result<Response, ApiError> {
     let params = Params::parse(raw.as_deref()).map_err(ApiError::Validation)?;
+    let count = Preferences::of(&headers).count;
+    let bound = match count {
+        Some(Count::Exact) => None,
+        Some(Count::Estimated) => Some(ESTIMATED_COUNT_BOUND),
+        None => Some(EXACT_COUNT_BOUND),
+    };
     let sql = params.total_sql();
     let buckets = TimeBuckets::of(params.since, params.until);
     let (cursor_ts, cursor_id) = match &params.cursor {
         Some(c) => (Some(c.ts), Some(c.message_id.as_str())),
         None => (None, None),
     };
+    let db_error = |e| ApiError::from_db("messages", e, state.config.retry_after_secs);
     let rows = sqlx::query(sql)
         .bind(params.from.as_deref())
         .bind(params.to.as_deref())
@@ -532,27 +552,37 @@ pub async fn list(
         .bind(buckets.days.1)
         .bind(buckets.hours_after.0)
         .bind(buckets.hours_after.1)
+        // One past the bound: reaching it says the total is over the bound.
+        .bind(bound.map(|b| b + 1))
         .fetch_all(&state.read_db)
         .await
-        .map_err(|e| ApiError::from_db("messages", e, state.config.retry_after_secs))?;
+        .map_err(db_error)?;
 
-    let decode_error = |e| ApiError::from_db("messages", e, state.config.retry_after_secs);
     let mut total = 0;
     let mut data = Vec::with_capacity(rows.len());
     let mut keys = Vec::with_capacity(rows.len());
     for row in &rows {
-        total = row.try_get::<i64, _>(0).map_err(&decode_error)?;
-        let Some(message_id) = row.try_get::<Option<String>, _>(1).map_err(&decode_error)? else {
+        total = row.try_get::<i64, _>(0).map_err(db_error)?;
+        let Some(message_id) = row.try_get::<Option<String>, _>(1).map_err(db_error)? else {
             continue;
         };
-        keys.push(row.try_get::<DateTime<Utc>, _>(4).map_err(&decode_error)?);
+        keys.push(row.try_get::<DateTime<Utc>, _>(4).map_err(db_error)?);
         data.push(MessageItem {
             message_id,
-            from: row.try_get(2).map_err(&decode_error)?,
-            to: row.try_get(3).map_err(&decode_error)?,
-            ts: row.try_get(5).map_err(&decode_error)?,
-            text: row.try_get(6).map_err(&decode_error)?,
+            from: row.try_get(2).map_err(db_error)?,
+            to: row.try_get(3).map_err(db_error)?,
+            ts: row.try_get(5).map_err(db_error)?,
+            text: row.try_get(6).map_err(db_error)?,
         });
+    }
+    let mut total_estimated = None;
+    if let Some(bound) = bound.filter(|b| sql == PAGE_TOTAL_COUNTED && total > *b) {
+        // More matches than the bound: the planner's estimate, never below what was counted.
+        total = estimate(&state, &params)
+            .await
+            .map_err(db_error)?
+            .max(bound + 1);
+        total_estimated = Some(true);
     }
     let next_cursor = if data.len() as i64 > params.limit {
         data.truncate(params.limit as usize);
@@ -566,13 +596,37 @@ pub async fn list(
     } else {
         None
     };
-    Ok(Json(MessagesPage {
+    let mut response = Json(MessagesPage {
         data,
         total,
+        total_estimated,
         limit: params.limit,
         offset: params.offset,
         next_cursor,
-    }))
+    })
+    .into_response();
+    if let Some(count) = count {
+        response.headers_mut().append(
+            PREFERENCE_APPLIED.clone(),
+            HeaderValue::from_static(count.applied()),
+        );
+    }
+    Ok(response)
+}
+
+/// Postgres's estimate of the rows matching the filters (the same statistics its planner uses).
+async fn estimate(state: &AppState, params: &Params) -> Result<i64, sqlx::Error> {
+    let sqlx::types::Json(plan): sqlx::types::Json<serde_json::Value> =
+        sqlx::query_scalar(ESTIMATE)
+            .bind(params.from.as_deref())
+            .bind(params.to.as_deref())
+            .bind(params.since)
+            .bind(params.until)
+            .bind(params.pattern.as_deref())
+            .fetch_one(&state.read_db)
+            .await?;
+    let rows = plan[0]["Plan"]["Plan Rows"].as_f64().unwrap_or(0.0);
+    Ok(rows.round() as i64)
 }
 
 #[cfg(test)]

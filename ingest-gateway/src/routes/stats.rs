@@ -66,8 +66,14 @@ type StatsRow = (
     path = "/stats",
     tag = "read",
     summary = "Totals over every stored message",
+    description = "Read-your-writes, as `/messages`: every message answered 200 before this \
+        request began is counted (see the `Consistency` response header).",
+    params(crate::openapi::PreferHeader),
     responses(
-        (status = 200, description = "The statistics", body = Stats),
+        (status = 200, description = "The statistics", body = Stats, headers(
+            ("Consistency" = String, description = "`fresh`, `stale` (the wait timed out or NATS was unreachable) or `skipped` (opted out)"),
+            ("Preference-Applied" = String, description = "The `Prefer` preferences applied"),
+        )),
         (status = 503, description = "The database is unavailable; retry later", body = crate::openapi::DetailBody),
     )
 )]

@@ -1,0 +1,249 @@
+//! Read-your-writes: a read waits until every message JetStream had acknowledged when the read
+//! began is stored in Postgres (or dead-lettered), whichever gateway took it.
+//!
+//! The watermark is the stream itself. The stream is a WorkQueue: a message leaves it only when a
+//! worker acks it, and a worker acks only after its batch committed (or after the dead letter
+//! committed, with `Term`). So one `STREAM.INFO` answers both questions a read has: `last_seq`,
+//! the newest message any gateway was acknowledged for, and `first_seq`, the oldest still
+//! waiting. Every message below `first_seq` is readable. A read takes `last_seq` from a probe
+//! sent after it arrived, then waits for a probe whose `first_seq` has passed it.
+//!
+//! Probes are single-flight: one at a time, shared by every read waiting for one. A read that
+//! arrives while a probe is in flight waits for the next, because the one in flight may have
+//! been answered before that read's write was. On an idle system a read costs one round trip.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use async_nats::connection::State as ConnectionState;
+use async_nats::jetstream;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use axum::middleware::Next;
+use axum::response::Response;
+use tokio::sync::{Notify, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::prefer::Preferences;
+use crate::state::AppState;
+
+pub static CONSISTENCY: HeaderName = HeaderName::from_static("consistency");
+
+const WAIT_METRIC: &str = "read_consistency_wait_ms";
+const OUTCOME_METRIC: &str = "read_consistency_total";
+
+/// Back-to-back probes (reads waiting while workers catch up) are spaced by this much, so a
+/// crowd of waiting reads costs NATS a bounded rate of requests rather than a busy loop.
+const PROBE_GAP: Duration = Duration::from_millis(1);
+
+/// How a read met the guarantee; the `Consistency` response header and the metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every message acknowledged before the read began is in the answer.
+    Fresh,
+    /// The wait timed out, or NATS could not be asked: the answer is what is stored now.
+    Stale,
+    /// The request opted out (`Prefer: consistency=eventual`) or the wait is disabled.
+    Skipped,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 3] = [Outcome::Fresh, Outcome::Stale, Outcome::Skipped];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Fresh => "fresh",
+            Outcome::Stale => "stale",
+            Outcome::Skipped => "skipped",
+        }
+    }
+}
+
+pub fn register_metrics() {
+    for outcome in Outcome::ALL {
+        metrics::counter!(OUTCOME_METRIC, "outcome" => outcome.as_str()).increment(0);
+    }
+}
+
+/// What one `STREAM.INFO` said, or `None` when it failed.
+#[derive(Debug, Clone, Copy)]
+struct Probe {
+    /// The highest ticket this probe answers: every read holding a ticket up to it had arrived
+    /// before the probe was sent.
+    ticket: u64,
+    answer: Option<Marks>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Marks {
+    /// The newest message JetStream has acknowledged to any publisher.
+    last_seq: u64,
+    /// Every message up to here is stored or dead-lettered.
+    stored_through: u64,
+}
+
+impl Marks {
+    fn of(state: &jetstream::stream::State) -> Self {
+        let stored_through = if state.messages == 0 {
+            state.last_sequence
+        } else {
+            state.first_sequence.saturating_sub(1)
+        };
+        Self {
+            last_seq: state.last_sequence,
+            stored_through,
+        }
+    }
+}
+
+/// The gateway's read-your-writes watermark; cheap to clone.
+#[derive(Clone)]
+pub struct Watermark(Arc<Shared>);
+
+struct Shared {
+    client: async_nats::Client,
+    timeout: Duration,
+    /// The last ticket handed to a read.
+    tickets: AtomicU64,
+    wake: Notify,
+    probes: watch::Sender<Probe>,
+}
+
+impl Watermark {
+    /// Starts the prober; it stops when `cancel` fires. `timeout` zero disables the wait.
+    pub fn spawn(
+        client: async_nats::Client,
+        jetstream: jetstream::Context,
+        stream: String,
+        timeout: Duration,
+        cancel: CancellationToken,
+    ) -> Self {
+        let (probes, _) = watch::channel(Probe {
+            ticket: 0,
+            answer: None,
+        });
+        let shared = Arc::new(Shared {
+            client,
+            timeout,
+            tickets: AtomicU64::new(0),
+            wake: Notify::new(),
+            probes,
+        });
+        if !timeout.is_zero() {
+            tokio::spawn(prober(shared.clone(), jetstream, stream, cancel));
+        }
+        Self(shared)
+    }
+
+    /// Waits, at most the configured timeout, until every message acknowledged before this call
+    /// is readable.
+    pub async fn wait(&self, opt_out: bool) -> Outcome {
+        if opt_out || self.0.timeout.is_zero() {
+            return Outcome::Skipped;
+        }
+        // A disconnected client would only queue the request until the timeout.
+        if self.0.client.connection_state() != ConnectionState::Connected {
+            return Outcome::Stale;
+        }
+        let started = Instant::now();
+        let outcome = tokio::time::timeout(self.0.timeout, self.caught_up())
+            .await
+            .unwrap_or(Outcome::Stale);
+        metrics::histogram!(WAIT_METRIC).record(started.elapsed().as_secs_f64() * 1000.0);
+        outcome
+    }
+
+    async fn caught_up(&self) -> Outcome {
+        let Some(first) = self.next_probe().await else {
+            return Outcome::Stale;
+        };
+        let target = first.last_seq;
+        let mut marks = first;
+        while marks.stored_through < target {
+            match self.next_probe().await {
+                Some(next) => marks = next,
+                None => return Outcome::Stale,
+            }
+        }
+        Outcome::Fresh
+    }
+
+    /// The answer of a probe sent after this call began (single flight: shared with every
+    /// caller waiting at the same time).
+    async fn next_probe(&self) -> Option<Marks> {
+        let mut probes = self.0.probes.subscribe();
+        let ticket = self.0.tickets.fetch_add(1, Ordering::SeqCst) + 1;
+        self.0.wake.notify_one();
+        let probe = *probes.wait_for(|p| p.ticket >= ticket).await.ok()?;
+        probe.answer
+    }
+}
+
+async fn prober(
+    shared: Arc<Shared>,
+    jetstream: jetstream::Context,
+    stream: String,
+    cancel: CancellationToken,
+) {
+    let mut answered = 0;
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = shared.wake.notified() => {}
+        }
+        loop {
+            let ticket = shared.tickets.load(Ordering::SeqCst);
+            if ticket == answered {
+                break;
+            }
+            let sent = Instant::now();
+            let answer = probe(&jetstream, &stream, shared.timeout).await;
+            answered = ticket;
+            shared.probes.send_replace(Probe { ticket, answer });
+            tokio::time::sleep_until((sent + PROBE_GAP).into()).await;
+        }
+    }
+}
+
+async fn probe(jetstream: &jetstream::Context, stream: &str, timeout: Duration) -> Option<Marks> {
+    let asked = async {
+        let handle = jetstream.get_stream_no_info(stream).await?;
+        Ok::<_, async_nats::Error>(handle.get_info().await?)
+    };
+    match tokio::time::timeout(timeout, asked).await {
+        Ok(Ok(info)) => Some(Marks::of(&info.state)),
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "read consistency probe failed");
+            None
+        }
+        Err(_) => {
+            tracing::warn!("read consistency probe timed out");
+            None
+        }
+    }
+}
+
+/// The read routes' layer: waits for the watermark, then serves, and says how in the
+/// `Consistency` header.
+pub async fn layer(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let opt_out = Preferences::of(request.headers()).eventual_consistency;
+    let outcome = state.watermark.wait(opt_out).await;
+    metrics::counter!(OUTCOME_METRIC, "outcome" => outcome.as_str()).increment(1);
+    let mut response = next.run(request).await;
+    mark(response.headers_mut(), outcome, opt_out);
+    response
+}
+
+fn mark(headers: &mut HeaderMap, outcome: Outcome, opt_out: bool) {
+    headers.insert(
+        CONSISTENCY.clone(),
+        HeaderValue::from_static(outcome.as_str()),
+    );
+    if opt_out {
+        headers.append(
+            crate::prefer::PREFERENCE_APPLIED.clone(),
+            HeaderValue::from_static("consistency=eventual"),
+        );
+    }
+}
