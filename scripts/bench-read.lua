@@ -5,12 +5,24 @@ local case = os.getenv("BENCH_CASE") or "all"
 local senders = tonumber(os.getenv("SENDERS") or "10000")
 local cursor = os.getenv("BENCH_CURSOR") or ""
 local word = os.getenv("BENCH_WORD") or "refund"
+-- "off" sends Prefer: consistency=eventual (no read-your-writes wait); BENCH_LOAD only labels.
+local consistency = os.getenv("BENCH_CONSISTENCY") or "on"
+local load = os.getenv("BENCH_LOAD") or "idle"
 
 local counter = 0
+local threads = {}
+stale = 0
 
 function setup(thread)
   thread:set("id", counter)
   counter = counter + 1
+  table.insert(threads, thread)
+end
+
+function response(status, headers, body)
+  if (headers["consistency"] or headers["Consistency"]) == "stale" then
+    stale = stale + 1
+  end
 end
 
 function init(args)
@@ -30,6 +42,10 @@ end
 
 function request()
   local q
+  local prefer = {}
+  if consistency == "off" then
+    prefer[#prefer + 1] = "consistency=eventual"
+  end
   if case == "all" then
     q = "/messages"
   elseif case == "from" then
@@ -41,6 +57,9 @@ function request()
     q = "/messages?since=" .. a .. "&until=" .. day()
   elseif case == "q" then
     q = "/messages?q=" .. word
+  elseif case == "q_estimated" then
+    q = "/messages?q=" .. word
+    prefer[#prefer + 1] = "count=estimated"
   elseif case == "q_from" then
     q = "/messages?q=" .. word .. "&since=" .. day()
   elseif case == "cursor" then
@@ -52,15 +71,23 @@ function request()
   else
     error("unknown BENCH_CASE " .. case)
   end
-  return wrk.format("GET", q)
+  local headers = {}
+  if #prefer > 0 then
+    headers["Prefer"] = table.concat(prefer, ", ")
+  end
+  return wrk.format("GET", q, headers)
 end
 
 function done(summary, latency, requests)
+  local stale_total = 0
+  for _, thread in ipairs(threads) do
+    stale_total = stale_total + thread:get("stale")
+  end
   io.write(string.format(
-    "RESULT case=%s requests=%d errors=%d non2xx=%d rps=%.1f p50_ms=%.2f p90_ms=%.2f p99_ms=%.2f max_ms=%.2f\n",
-    case, summary.requests,
+    "RESULT case=%s consistency=%s load=%s requests=%d errors=%d non2xx=%d rps=%.1f p50_ms=%.2f p90_ms=%.2f p99_ms=%.2f max_ms=%.2f stale=%d\n",
+    case, consistency, load, summary.requests,
     summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
     summary.errors.status, summary.requests / (summary.duration / 1e6),
     latency:percentile(50) / 1000, latency:percentile(90) / 1000, latency:percentile(99) / 1000,
-    latency.max / 1000))
+    latency.max / 1000, stale_total))
 end

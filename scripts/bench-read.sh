@@ -2,13 +2,18 @@
 # Read API benchmark: seeds ROWS messages from SENDERS senders into a database of its own
 # (ingest_bench), serves it with a release gateway, and measures p50/p90/p99 with wrk at
 # CONNECTIONS concurrent clients for each query of BENCHMARKS.md; then captures each query's
-# EXPLAIN ANALYZE (auto_explain) under target/bench-results/.
+# EXPLAIN ANALYZE (auto_explain) under target/bench-results/. Each case runs with read-your-writes
+# on and off (`Prefer: consistency=eventual`), idle and, with WRITE_RATE, again under a steady
+# open-loop write load of each WRITE_RATE webhooks/s through the same gateway and a worker (the
+# worker's backlog at the end of each case is recorded as lag=).
 #
 #   scripts/bench-read.sh                       # 1,000,000 rows, 10,000 senders, 8 clients, 20 s each
 #   ROWS=100000 DURATION=5s scripts/bench-read.sh
 #   REUSE=1 scripts/bench-read.sh               # keep the seeded database from the last run
 #   PROFILE=dev scripts/bench-read.sh           # a debug gateway (no release build; slower code)
-#   SKIP_BUILD=1 scripts/bench-read.sh          # use the gateway binary already built
+#   SKIP_BUILD=1 scripts/bench-read.sh          # use the binaries already built
+#   WRITE_RATE="2000 5000" scripts/bench-read.sh  # also under 2,000 and 5,000 writes/s (ingest-bench + a worker)
+#   CONSISTENCY="on" scripts/bench-read.sh      # only with read-your-writes (default "on off")
 #
 # Only talks to 127.0.0.1. Needs wrk and psql (installed with apt-get when missing).
 set -euo pipefail
@@ -25,7 +30,9 @@ DURATION=${DURATION:-20s}
 PORT=${BENCH_PORT:-18080}
 DB=${BENCH_DB:-ingest_bench}
 OUT=${BENCH_OUT:-target/bench-results}
-CASES=${CASES:-all from since since_until q q_from cursor offset stats}
+CASES=${CASES:-all from since since_until q q_estimated q_from cursor offset stats}
+CONSISTENCY=${CONSISTENCY:-on off}
+WRITE_RATE=${WRITE_RATE:-}
 
 command -v wrk >/dev/null || apt_install wrk
 command -v psql >/dev/null || apt_install postgresql-client
@@ -37,15 +44,20 @@ psql_bench() { psql "$BENCH_URL" -X -q -v ON_ERROR_STOP=1 "$@"; }
 
 PROFILE=${PROFILE:-release}
 log "building the gateway ($PROFILE profile)"
-[[ ${SKIP_BUILD:-0} == 1 ]] || cargo build --profile "$PROFILE" -q -p ingest-gateway
-BIN=target/$([[ $PROFILE == dev ]] && echo debug || echo "$PROFILE")/ingest-gateway
-GATEWAY_PID=""
-stop_gateway() { if [[ -n $GATEWAY_PID ]]; then kill "$GATEWAY_PID" 2>/dev/null || true; wait "$GATEWAY_PID" 2>/dev/null || true; GATEWAY_PID=""; fi; }
-trap stop_gateway EXIT
+[[ ${SKIP_BUILD:-0} == 1 ]] || cargo build --profile "$PROFILE" -q -p ingest-gateway -p ingest-worker -p ingest-bench
+BIN_DIR=target/$([[ $PROFILE == dev ]] && echo debug || echo "$PROFILE")
+BIN=$BIN_DIR/ingest-gateway
+GATEWAY_PID="" WORKER_PID="" WRITER_PID=""
+stop_pid() { if [[ -n $1 ]]; then kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; fi; }
+stop_gateway() { stop_pid "$GATEWAY_PID"; GATEWAY_PID=""; }
+stop_writes() { stop_pid "$WRITER_PID"; WRITER_PID=""; stop_pid "$WORKER_PID"; WORKER_PID=""; }
+trap 'stop_writes; stop_gateway' EXIT
+# The stream the gateway publishes to and waits on for read-your-writes; the worker drains it.
+export WEBHOOK_SECRET=bench NATS_STREAM=BENCH_READ NATS_SUBJECT=bench.read.messages \
+  NATS_CONSUMER=bench-read-worker NATS_MAX_BYTES=$((256 << 20))
+"$BIN_DIR/ingest-bench" reset --stream "$NATS_STREAM" >/dev/null 2>&1 || true
 start_gateway() { # log-level log-file
-  WEBHOOK_SECRET=bench DATABASE_URL=$BENCH_URL GATEWAY_ADDR=127.0.0.1:$PORT \
-    NATS_STREAM=BENCH_READ NATS_SUBJECT=bench.read.messages NATS_MAX_BYTES=1048576 \
-    LOG_LEVEL=$1 "$BIN" >"$2" 2>&1 &
+  DATABASE_URL=$BENCH_URL GATEWAY_ADDR=127.0.0.1:$PORT LOG_LEVEL=$1 "$BIN" >"$2" 2>&1 &
   GATEWAY_PID=$!
   local deadline=$((SECONDS + 60))
   until curl -fsS "http://127.0.0.1:$PORT/health/ready" >/dev/null 2>&1; do
@@ -99,13 +111,43 @@ CURSOR=$(psql_bench -Atc "SELECT encode(convert_to('v1|' || (extract(epoch FROM 
   echo "# $(date -u +%FT%TZ) rows=$ROWS senders=$SENDERS recipients=$RECIPIENTS connections=$CONNECTIONS duration=$DURATION"
   echo "# profile=$PROFILE, $(nproc) cores, load average at start: $(cut -d' ' -f1-3 /proc/loadavg), PostgreSQL $(psql_bench -Atc 'SHOW server_version')"
 } >"$OUT/results.txt"
-for case in $CASES; do
-  # Warm-up, not recorded: first-touch costs (connections, page cache) are not what is measured.
-  BENCH_CASE=$case SENDERS=$SENDERS BENCH_CURSOR=$CURSOR \
-    wrk -t"$THREADS" -c"$CONNECTIONS" -d3s -s scripts/bench-read.lua "http://127.0.0.1:$PORT" >/dev/null
-  BENCH_CASE=$case SENDERS=$SENDERS BENCH_CURSOR=$CURSOR \
-    wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" -s scripts/bench-read.lua "http://127.0.0.1:$PORT" \
-    | grep '^RESULT' | tee -a "$OUT/results.txt"
+# The worker's backlog at the end of a case: reads can only be fresh while the store path keeps up.
+worker_lag() {
+  [[ -n $WORKER_PID ]] || return 0
+  curl -fsS "http://127.0.0.1:$((PORT + 1))/metrics" 2>/dev/null \
+    | awk '$1 == "worker_consumer_pending" {printf "lag=%d", $2}'
+}
+run_cases() { # load label
+  local case consistency
+  for case in $CASES; do
+    for consistency in $CONSISTENCY; do
+      export BENCH_CASE=$case BENCH_CONSISTENCY=$consistency BENCH_LOAD=$1 SENDERS BENCH_CURSOR=$CURSOR
+      # Warm-up, not recorded: first-touch costs (connections, page cache) are not what is measured.
+      wrk -t"$THREADS" -c"$CONNECTIONS" -d3s -s scripts/bench-read.lua "http://127.0.0.1:$PORT" >/dev/null
+      wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" -s scripts/bench-read.lua "http://127.0.0.1:$PORT" \
+        | grep '^RESULT' | sed "s/\$/ $(worker_lag)/" | tee -a "$OUT/results.txt"
+    done
+  done
+}
+run_cases idle
+for rate in $WRITE_RATE; do
+  DATABASE_URL=$BENCH_URL WORKER_ADDR=127.0.0.1:$((PORT + 1)) LAG_POLL_SECS=1 LOG_LEVEL=warn \
+    "$BIN_DIR/ingest-worker" >"$OUT/worker-$rate.log" 2>&1 &
+  WORKER_PID=$!
+  # Enough requests to outlast every case; stopped when the cases are done.
+  cases=$(wc -w <<<"$CASES") modes=$(wc -w <<<"$CONSISTENCY")
+  secs=$(( (${DURATION%s} + 3) * cases * modes + 30 ))
+  log "writing $rate webhooks/s for up to $secs s while reading"
+  "$BIN_DIR/ingest-bench" http --target "http://127.0.0.1:$PORT" --secret "$WEBHOOK_SECRET" \
+    --rate "$rate" --duration "$secs" --connections 64 --run-id "rr$rate-$(date +%s)" \
+    --label "read-bench-writes-$rate" >"$OUT/writes-$rate.json" 2>"$OUT/writes-$rate.err" &
+  WRITER_PID=$!
+  sleep 3
+  run_cases "$rate/s"
+  # The worker's own view (commit latency, batches): what one batch cycle was under this load.
+  curl -fsS "http://127.0.0.1:$((PORT + 1))/metrics" >"$OUT/worker-metrics-$rate.txt" 2>/dev/null || true
+  stop_writes
+  "$BIN_DIR/ingest-bench" reset --stream "$NATS_STREAM" >/dev/null 2>&1 || true
 done
 stop_gateway
 
@@ -120,7 +162,7 @@ psql "$DATABASE_URL" -X -q -c "ALTER DATABASE $DB SET session_preload_libraries 
 start_gateway "warn,sqlx::postgres::notice=info" "$OUT/gateway-explain.log"
 for case in $CASES; do
   : >"$OUT/gateway-explain.log"
-  BENCH_CASE=$case SENDERS=$SENDERS BENCH_CURSOR=$CURSOR \
+  BENCH_CASE=$case BENCH_CONSISTENCY=off SENDERS=$SENDERS BENCH_CURSOR=$CURSOR \
     wrk -t1 -c1 -d1s -s scripts/bench-read.lua "http://127.0.0.1:$PORT" >/dev/null
   python3 - "$OUT/gateway-explain.log" >"$OUT/explain-$case.txt" <<'PY'
 import json, sys

@@ -33,8 +33,9 @@ pub static CONSISTENCY: HeaderName = HeaderName::from_static("consistency");
 const WAIT_METRIC: &str = "read_consistency_wait_ms";
 const OUTCOME_METRIC: &str = "read_consistency_total";
 
-/// Back-to-back probes (reads waiting while workers catch up) are spaced by this much, so a
-/// crowd of waiting reads costs NATS a bounded rate of requests rather than a busy loop.
+/// While workers are behind, back-to-back probes are spaced by this much, so a crowd of waiting
+/// reads costs NATS a bounded rate of requests rather than a busy loop. With nothing pending,
+/// probes are not spaced: a read's wait is then its round trip alone.
 const PROBE_GAP: Duration = Duration::from_millis(1);
 
 /// How a read met the guarantee; the `Consistency` response header and the metric label.
@@ -61,6 +62,16 @@ impl Outcome {
 }
 
 pub fn register_metrics() {
+    metrics::describe_counter!(
+        OUTCOME_METRIC,
+        "Reads by how they met read-your-writes: fresh, stale, skipped"
+    );
+    metrics::describe_histogram!(
+        WAIT_METRIC,
+        metrics::Unit::Milliseconds,
+        "How long reads waited for the read-your-writes watermark"
+    );
+    let _ = metrics::histogram!(WAIT_METRIC);
     for outcome in Outcome::ALL {
         metrics::counter!(OUTCOME_METRIC, "outcome" => outcome.as_str()).increment(0);
     }
@@ -201,7 +212,9 @@ async fn prober(
             let answer = probe(&jetstream, &stream, shared.timeout).await;
             answered = ticket;
             shared.probes.send_replace(Probe { ticket, answer });
-            tokio::time::sleep_until((sent + PROBE_GAP).into()).await;
+            if answer.is_none_or(|m| m.stored_through < m.last_seq) {
+                tokio::time::sleep_until((sent + PROBE_GAP).into()).await;
+            }
         }
     }
 }

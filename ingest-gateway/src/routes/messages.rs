@@ -477,13 +477,40 @@ const PAGE_TOTAL_TIME: &str = page_with_total!(
            )::bigint AS n"
 );
 /// Anything else is counted, through whichever index serves the filters, but only up to the
-/// bound ($18; NULL counts everything): past it the total is estimated (ESTIMATE), so neither
-/// the count nor the page costs O(matches).
-const PAGE_TOTAL_COUNTED: &str = page_with_total!(concat!(
-    "SELECT count(*) AS n FROM (SELECT 1 FROM messages m WHERE ",
+/// bound ($18 = bound + 1; NULL counts everything). Under the bound the page is taken from the
+/// rows just counted (for `q=` that halves the heap visits). At the bound the count stopped
+/// early, the total is estimated (ESTIMATE), and the page is found by a scan of its own in
+/// `(ts, message_id)` order, which stops after `limit` rows: neither costs O(matches). Only one
+/// branch of `keys` runs: the other's condition is false before it starts.
+const PAGE_TOTAL_COUNTED: &str = concat!(
+    "WITH matched AS MATERIALIZED (
+    SELECT m.ts, m.message_id FROM messages m
+    WHERE ",
     filters!(),
-    " LIMIT $18) matched"
-));
+    "
+    LIMIT $18
+),
+total AS (SELECT count(*) AS n FROM matched),
+keys AS (
+    (SELECT k.message_id FROM matched k
+     WHERE ($18::bigint IS NULL OR (SELECT n FROM total) < $18)
+       AND ($6::timestamptz IS NULL OR (k.ts, k.message_id) > ($6, $7::text))
+     ORDER BY k.ts, k.message_id
+     OFFSET $8 LIMIT $9)
+    UNION ALL
+    (SELECT m.message_id FROM messages m
+     WHERE (SELECT n FROM total) >= $18
+       AND ",
+    filters!(),
+    "
+       AND ($6::timestamptz IS NULL OR (m.ts, m.message_id) > ($6, $7::text))
+     ORDER BY m.ts, m.message_id
+     OFFSET $8 LIMIT $9)
+)
+SELECT total.n, p.message_id, p.from_msisdn, p.to_msisdn, p.ts, p.ts_raw, p.text
+FROM total LEFT JOIN (keys k JOIN messages p ON p.message_id = k.message_id) ON true
+ORDER BY p.ts, p.message_id"
+);
 
 /// The planner's row estimate for the same filters ($1-$5), read from the top plan node.
 const ESTIMATE: &str = concat!(
@@ -533,7 +560,7 @@ pub async fn list(
         None => (None, None),
     };
     let db_error = |e| ApiError::from_db("messages", e, state.config.retry_after_secs);
-    let rows = sqlx::query(sql)
+    let query = sqlx::query(sql)
         .bind(params.from.as_deref())
         .bind(params.to.as_deref())
         .bind(params.since)
@@ -553,10 +580,13 @@ pub async fn list(
         .bind(buckets.hours_after.0)
         .bind(buckets.hours_after.1)
         // One past the bound: reaching it says the total is over the bound.
-        .bind(bound.map(|b| b + 1))
-        .fetch_all(&state.read_db)
-        .await
-        .map_err(db_error)?;
+        .bind(bound.map(|b| b + 1));
+    let rows = if sql == PAGE_TOTAL_COUNTED {
+        fetch_counted(&state.read_db, query).await
+    } else {
+        query.fetch_all(&state.read_db).await
+    }
+    .map_err(db_error)?;
 
     let mut total = 0;
     let mut data = Vec::with_capacity(rows.len());
@@ -612,6 +642,23 @@ pub async fn list(
         );
     }
     Ok(response)
+}
+
+/// The counted total stops at its bound, and under a LIMIT the planner bets on a sequential scan
+/// meeting enough matches early: for `q=` that evaluates ILIKE on every row it passes instead of
+/// on the trigram index's candidates only. This statement alone is planned without that bet
+/// (every filter it can have is served by an index).
+async fn fetch_counted(
+    db: &sqlx::PgPool,
+    query: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
+) -> Result<Vec<sqlx::postgres::PgRow>, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    sqlx::query("SET LOCAL enable_seqscan = off")
+        .execute(&mut *tx)
+        .await?;
+    let rows = query.fetch_all(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(rows)
 }
 
 /// Postgres's estimate of the rows matching the filters (the same statistics its planner uses).
