@@ -554,6 +554,7 @@ pub async fn list(
         None => Some(EXACT_COUNT_BOUND),
     };
     let sql = params.total_sql();
+    let counted = sql == PAGE_TOTAL_COUNTED;
     let buckets = TimeBuckets::of(params.since, params.until);
     let (cursor_ts, cursor_id) = match &params.cursor {
         Some(c) => (Some(c.ts), Some(c.message_id.as_str())),
@@ -581,7 +582,7 @@ pub async fn list(
         .bind(buckets.hours_after.1)
         // One past the bound: reaching it says the total is over the bound.
         .bind(bound.map(|b| b + 1));
-    let rows = if sql == PAGE_TOTAL_COUNTED {
+    let rows = if counted {
         fetch_counted(&state.read_db, query).await
     } else {
         query.fetch_all(&state.read_db).await
@@ -606,7 +607,7 @@ pub async fn list(
         });
     }
     let mut total_estimated = None;
-    if let Some(bound) = bound.filter(|b| sql == PAGE_TOTAL_COUNTED && total > *b) {
+    if let Some(bound) = bound.filter(|b| counted && total > *b) {
         // More matches than the bound: the planner's estimate, never below what was counted.
         total = estimate(&state, &params)
             .await
