@@ -648,15 +648,19 @@ pub async fn list(
 /// The counted total stops at its bound, and under a LIMIT the planner bets on a sequential scan
 /// meeting enough matches early: for `q=` that evaluates ILIKE on every row it passes instead of
 /// on the trigram index's candidates only. This statement alone is planned without that bet
-/// (every filter it can have is served by an index).
+/// (every filter it can have is served by an index), and with room for the candidates' bitmap
+/// to stay exact: a common word's candidates span most of a large table's pages, and a lossy
+/// bitmap rechecks every row of each such page instead of only the candidates.
 async fn fetch_counted(
     db: &sqlx::PgPool,
     query: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
 ) -> Result<Vec<sqlx::postgres::PgRow>, sqlx::Error> {
     let mut tx = db.begin().await?;
-    sqlx::query("SET LOCAL enable_seqscan = off")
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(
+        "SELECT set_config('enable_seqscan', 'off', true), set_config('work_mem', '32MB', true)",
+    )
+    .execute(&mut *tx)
+    .await?;
     let rows = query.fetch_all(&mut *tx).await?;
     tx.commit().await?;
     Ok(rows)
