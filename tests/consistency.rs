@@ -5,9 +5,7 @@
 use std::time::{Duration, Instant};
 
 use integration_tests::procs::{NatsServer, ServiceProcess, TempDir, free_port};
-use integration_tests::{
-    Running, SECRET, TestEnv, eventually, message_body, metric_value, scrape_metrics,
-};
+use integration_tests::{SECRET, TestEnv, eventually, message_body, metric_value, scrape_metrics};
 use serde_json::{Value, json};
 
 /// A read and what it said of its consistency.
@@ -217,7 +215,7 @@ async fn with_nats_stopped_reads_answer_stale_at_once() {
     ];
     let gateway = env.start_gateway(env.gateway_config(&overrides)).await;
     let worker = env.start_worker(env.worker_config(&overrides)).await;
-    wait_ready(&env, &gateway).await;
+    gateway.wait_ready(&env.http, Duration::from_secs(30)).await;
     assert_eq!(
         env.post_signed(&gateway, &message_body("m1"))
             .await
@@ -291,17 +289,4 @@ async fn a_poison_message_does_not_hold_reads_up_past_its_dead_lettering() {
     );
     worker.stop().await.unwrap();
     gateway.stop().await.unwrap();
-}
-
-async fn wait_ready(env: &TestEnv, gateway: &Running) {
-    eventually(Duration::from_secs(30), "gateway ready", || async {
-        let r = env
-            .http
-            .get(gateway.url("/health/ready"))
-            .send()
-            .await
-            .ok()?;
-        (r.status() == 200).then_some(())
-    })
-    .await;
 }

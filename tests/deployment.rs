@@ -903,16 +903,7 @@ mod cluster {
             }
         })
         .await;
-        eventually(Duration::from_secs(20), "gateway ready", || async {
-            let r = env
-                .http
-                .get(gateway.url("/health/ready"))
-                .send()
-                .await
-                .ok()?;
-            (r.status() == 200).then_some(())
-        })
-        .await;
+        gateway.wait_ready(&env.http, Duration::from_secs(20)).await;
 
         let accepted = Arc::new(AtomicUsize::new(0));
         let unavailable = Arc::new(AtomicUsize::new(0));

@@ -71,6 +71,16 @@ impl Running {
         format!("http://{}{path}", self.addr)
     }
 
+    /// Waits until `GET /health/ready` answers 200.
+    pub async fn wait_ready(&self, http: &reqwest::Client, timeout: Duration) {
+        let url = self.url("/health/ready");
+        eventually(timeout, &format!("{url} ready"), || async {
+            let response = http.get(&url).send().await.ok()?;
+            (response.status() == 200).then_some(())
+        })
+        .await;
+    }
+
     /// Stops the app as SIGTERM would and waits for it to return.
     pub async fn stop(mut self) -> anyhow::Result<()> {
         self.stop.cancel();
