@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The lint gate `.ci/run` runs before the tests: formatting and clippy with warnings as errors,
-# over every crate and target of the workspace.
+# The lint gate `.ci/run` runs before the tests: formatting, clippy with warnings as errors over
+# every crate and target of the workspace, and no dependency that no code uses (cargo-machete,
+# installed from crates.io when missing; a false positive goes in the crate's
+# [package.metadata.cargo-machete] ignored list, with the reason).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/services.sh
@@ -10,3 +12,6 @@ echo "[lint] cargo fmt --check" >&2
 cargo fmt --all -- --check
 echo "[lint] cargo clippy --all-targets -D warnings" >&2
 cargo clippy --workspace --all-targets -q -- -D warnings
+echo "[lint] cargo machete (unused dependencies)" >&2
+command -v cargo-machete >/dev/null || cargo install --locked -q cargo-machete
+cargo machete
