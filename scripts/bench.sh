@@ -14,7 +14,7 @@
 # "refs closed alone open drain"), BENCH_OPEN_SECS / BENCH_OPEN_RATES (the open-loop cases, default 60 s
 # at "5000 10000"; a long run at a sustainable rate is the RSS soak), BENCH_NICE (the CPU
 # priority of the gateway and the generator, default -10; see below), and the gateway's and the
-# worker's own variables (README).
+# worker's own variables (docs/configuration.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/services.sh
@@ -50,7 +50,7 @@ log() { printf '[bench %s] %s\n' "$(date +%T)" "$*" >&2; }
 # a sender waits on it) and the generator (the instrument: a starved generator measures its own
 # stalls) run at nice $BENCH_NICE; the worker, NATS and Postgres stay at 0, so in a storm
 # JetStream absorbs what the drain cannot take yet. A deployment does the same with systemd's
-# Nice=/CPUWeight= or compose's cpu_shares (README). BENCH_NICE=0 runs everything alike. A
+# Nice=/CPUWeight= or compose's cpu_shares (docs/operations.md). BENCH_NICE=0 runs everything alike. A
 # negative value needs root or CAP_SYS_NICE; without them the run says so and uses 0.
 NICE=${BENCH_NICE:--10}
 # `nice` warns and runs the command anyway when it may not raise a priority: ask what it got.

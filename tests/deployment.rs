@@ -317,14 +317,14 @@ mod compose {
             missing.is_empty(),
             ".env.example does not document {missing:?}: add each with its default and meaning"
         );
-        let readme = read("README.md");
+        let readme = read("docs/configuration.md");
         let not_in_readme: Vec<&String> = read_by_code
             .iter()
             .filter(|v| !readme.contains(&format!("`{v}`")))
             .collect();
         assert!(
             not_in_readme.is_empty(),
-            "README's configuration table lacks {not_in_readme:?}"
+            "docs/configuration.md lacks {not_in_readme:?}"
         );
         // Whatever compose sets for the apps must be something they read (or compose's own).
         for name in ["gateway", "worker"] {

@@ -377,13 +377,14 @@ fn repo_file(path: &str) -> String {
     std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("read {full}: {e}"))
 }
 
-/// `(name, type)` of every row of the README's metrics table (the "Observability" section).
+/// `(name, type)` of every row of the documented metrics table (docs/operations.md, the
+/// "Observability" section).
 fn readme_metrics() -> Vec<(String, String)> {
-    let readme = repo_file("README.md");
+    let readme = repo_file("docs/operations.md");
     let section = readme
         .split("\n## ")
         .find(|s| s.starts_with("Observability"))
-        .expect("README has an Observability section");
+        .expect("docs/operations.md has an Observability section");
     section
         .lines()
         .filter_map(|line| {
@@ -724,7 +725,7 @@ async fn every_documented_metric_is_exported_and_the_dashboard_and_alerts_use_on
     let gateway = env.start_gateway(env.gateway_config(&[])).await;
     let worker = env.start_worker(env.worker_config(&[])).await;
     env.wait_stream_ready().await;
-    // Nothing sent: whatever the README promises must be there from start-up.
+    // Nothing sent: whatever docs/operations.md promises must be there from start-up.
     let scrape = scrape(&env, &gateway)
         .await
         .merge(scrape(&env, &worker).await);
@@ -756,13 +757,13 @@ async fn every_documented_metric_is_exported_and_the_dashboard_and_alerts_use_on
     let documented = readme_metrics();
     assert!(
         documented.len() >= 20,
-        "README metrics table: {documented:?}"
+        "documented metrics table: {documented:?}"
     );
     for (name, kind) in &documented {
         assert_eq!(
             scrape.types.get(name),
             Some(kind),
-            "README documents {name} as a {kind}"
+            "docs/operations.md documents {name} as a {kind}"
         );
     }
     let documented_names: HashSet<&str> = documented.iter().map(|(n, _)| n.as_str()).collect();
@@ -773,7 +774,7 @@ async fn every_documented_metric_is_exported_and_the_dashboard_and_alerts_use_on
         .collect();
     assert!(
         undocumented.is_empty(),
-        "exported but not in the README table: {undocumented:?}"
+        "exported but not in docs/operations.md: {undocumented:?}"
     );
 
     let dashboard: Value =

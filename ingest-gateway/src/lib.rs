@@ -197,7 +197,7 @@ async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
 }
 
-/// Every labelled series the README documents exists from start-up, at 0, so dashboards and
+/// Every labelled series docs/operations.md documents exists from start-up, at 0, so dashboards and
 /// alerts never see "no data".
 fn register_metrics(config: &Config) {
     overload::register_metrics();

@@ -147,7 +147,7 @@ pub async fn observe(mut request: Request, next: Next) -> Response {
     response
 }
 
-/// Series the README documents that the router's own fallback list does not already create, at 0
+/// Series docs/operations.md documents that the router's own fallback list does not already create, at 0
 /// from start-up. `increment(0)`/`increment(0.0)` only: a test process runs several apps on one
 /// recorder, and an `absolute(0)`/`set(0)` here would wipe another app's values.
 pub fn register_metrics() {

@@ -171,7 +171,7 @@ async fn poll_lag(state: AppState, cancel: CancellationToken) {
     }
 }
 
-/// Every series the README documents exists from start-up, at 0. `increment(0)` only: a test
+/// Every series docs/operations.md documents exists from start-up, at 0. `increment(0)` only: a test
 /// process runs several apps on one recorder, and `absolute(0)`/`set(0)` would wipe their values.
 fn register_metrics() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};

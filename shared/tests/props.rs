@@ -1,6 +1,6 @@
 //! Property tests of the webhook body path: signature check, parsing and validation.
 //!
-//! The acceptance oracle here is written independently of `message.rs` (from the README's
+//! The acceptance oracle here is written independently of `message.rs` (from docs/api.md's
 //! table of rules), so a drift between the two fails a test.
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 
 const KEY: &str = "prop-secret";
 
-/// One field's value and whether the README's rules allow it.
+/// One field's value and whether docs/api.md's rules allow it.
 #[derive(Debug, Clone)]
 struct Field {
     value: Option<Value>,
@@ -66,7 +66,7 @@ fn ts_field() -> impl Strategy<Value = Field> {
     ]
 }
 
-/// The README's ts rule, for the arbitrary-string case: `YYYY-MM-DDTHH:MM:SS[.f{1,9}]Z`.
+/// docs/api.md's ts rule, for the arbitrary-string case: `YYYY-MM-DDTHH:MM:SS[.f{1,9}]Z`.
 fn parse_like_readme(s: &str) -> Option<()> {
     let b = s.as_bytes();
     let digits =
