@@ -197,7 +197,17 @@ async fn prober(
     stream: String,
     cancel: CancellationToken,
 ) {
+    // A handle only (no request): the name was already checked when the stream was set up.
+    let stream = match jetstream.get_stream_no_info(&stream).await {
+        Ok(stream) => stream,
+        Err(error) => {
+            tracing::error!(%error, "read consistency disabled: every read will be stale");
+            return;
+        }
+    };
     let mut answered = 0;
+    // Logged when probes start failing and when they recover, not once per read.
+    let mut failing = false;
     loop {
         tokio::select! {
             () = cancel.cancelled() => return,
@@ -209,30 +219,25 @@ async fn prober(
                 break;
             }
             let sent = Instant::now();
-            let answer = probe(&jetstream, &stream, shared.timeout).await;
+            let answer = match tokio::time::timeout(shared.timeout, stream.get_info()).await {
+                Ok(Ok(info)) => Ok(Marks::of(&info.state)),
+                Ok(Err(error)) => Err(error.to_string()),
+                Err(_) => Err("timed out".to_owned()),
+            };
+            match (&answer, failing) {
+                (Err(error), false) => {
+                    tracing::warn!(%error, "read consistency probes failing; reads are served stale")
+                }
+                (Ok(_), true) => tracing::info!("read consistency probes answer again"),
+                _ => {}
+            }
+            failing = answer.is_err();
+            let answer = answer.ok();
             answered = ticket;
             shared.probes.send_replace(Probe { ticket, answer });
             if answer.is_none_or(|m| m.stored_through < m.last_seq) {
                 tokio::time::sleep_until((sent + PROBE_GAP).into()).await;
             }
-        }
-    }
-}
-
-async fn probe(jetstream: &jetstream::Context, stream: &str, timeout: Duration) -> Option<Marks> {
-    let asked = async {
-        let handle = jetstream.get_stream_no_info(stream).await?;
-        Ok::<_, async_nats::Error>(handle.get_info().await?)
-    };
-    match tokio::time::timeout(timeout, asked).await {
-        Ok(Ok(info)) => Some(Marks::of(&info.state)),
-        Ok(Err(error)) => {
-            tracing::warn!(%error, "read consistency probe failed");
-            None
-        }
-        Err(_) => {
-            tracing::warn!("read consistency probe timed out");
-            None
         }
     }
 }
