@@ -225,6 +225,9 @@ async fn every_rejection_answers_its_status_and_publishes_nothing() {
         .await
         .unwrap();
     assert_eq!(response.status(), 413);
+    // The rest of the body is never read, so the connection is closed, and the answer says so:
+    // a keep-alive client must not send its next request into it.
+    assert_eq!(response.headers()["connection"], "close");
 
     // 415: a declared type that is not JSON.
     let (status, _) = post(valid.clone(), Some(sign(&valid)), "text/plain").await;

@@ -130,6 +130,16 @@ impl IntoResponse for ApiError {
             }
         };
         let mut response = (status, Json(json!({ "detail": detail }))).into_response();
+        // The body was not read to its end, so the server closes the connection after this
+        // answer; saying so keeps a keep-alive client from sending its next request into it.
+        if matches!(
+            self,
+            ApiError::PayloadTooLarge { .. } | ApiError::BodyTimeout | ApiError::BadBody
+        ) {
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         if let ApiError::Unavailable {
             retry_after_secs, ..
         } = self
