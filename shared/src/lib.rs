@@ -9,6 +9,8 @@ pub mod message;
 #[cfg(feature = "runtime")]
 pub mod nats;
 #[cfg(feature = "runtime")]
+pub mod read_model;
+#[cfg(feature = "runtime")]
 pub mod service;
 #[cfg(feature = "runtime")]
 pub mod shutdown;
