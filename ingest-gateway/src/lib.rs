@@ -9,6 +9,7 @@ mod openapi;
 mod overload;
 mod prefer;
 mod publisher;
+mod read;
 mod routes;
 mod serve;
 mod state;

@@ -8,6 +8,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::error::ApiError;
+use crate::read;
 use crate::state::AppState;
 
 pub const TOP_SENDERS: i64 = 10;
@@ -38,29 +39,6 @@ pub struct Stats {
     pub last_message_ts: Option<String>,
 }
 
-/// One statement, so every number comes from the same snapshot. The first and last message are
-/// one index probe each on `(ts, message_id)`; the top senders are the first entries of
-/// `sender_stats_top_idx` (senders whose messages retention removed stay at count 0).
-const STATS: &str = "
-SELECT t.total_messages, t.senders_count, t.recipients_count,
-       (SELECT ts_raw FROM messages ORDER BY ts, message_id LIMIT 1),
-       (SELECT ts_raw FROM messages ORDER BY ts DESC, message_id DESC LIMIT 1),
-       ARRAY(SELECT from_msisdn FROM sender_stats WHERE count > 0
-             ORDER BY count DESC, from_msisdn LIMIT $1),
-       ARRAY(SELECT count FROM sender_stats WHERE count > 0
-             ORDER BY count DESC, from_msisdn LIMIT $1)
-FROM message_totals t";
-
-type StatsRow = (
-    i64,
-    i64,
-    i64,
-    Option<String>,
-    Option<String>,
-    Vec<String>,
-    Vec<i64>,
-);
-
 #[utoipa::path(
     get,
     path = "/stats",
@@ -79,29 +57,23 @@ type StatsRow = (
 )]
 #[tracing::instrument(name = "stats", skip_all)]
 pub async fn stats(State(state): State<AppState>) -> Result<Json<Stats>, ApiError> {
-    let row: Option<StatsRow> = sqlx::query_as(STATS)
-        .bind(TOP_SENDERS)
-        .fetch_optional(&state.read_db)
-        .await
-        .map_err(|e| ApiError::from_db("stats", e, state.config.retry_after_secs))?;
+    let db_error = |e| ApiError::from_db("stats", e, state.config.retry_after_secs);
     // The migration creates the totals row; its absence means the schema is not there yet.
-    let Some((total, senders, recipients, first, last, top_from, top_count)) = row else {
-        return Err(ApiError::from_db(
-            "stats",
-            sqlx::Error::RowNotFound,
-            state.config.retry_after_secs,
-        ));
-    };
+    let row = read::stats::fetch(&state.read_db, TOP_SENDERS)
+        .await
+        .map_err(db_error)?
+        .ok_or_else(|| db_error(sqlx::Error::RowNotFound))?;
     Ok(Json(Stats {
-        total_messages: total,
-        senders_count: senders,
-        recipients_count: recipients,
-        messages_per_sender: top_from
+        total_messages: row.total_messages,
+        senders_count: row.senders_count,
+        recipients_count: row.recipients_count,
+        messages_per_sender: row
+            .top_senders
             .into_iter()
-            .zip(top_count)
+            .zip(row.top_sender_counts)
             .map(|(from, count)| SenderCount { from, count })
             .collect(),
-        first_message_ts: first,
-        last_message_ts: last,
+        first_message_ts: row.first_message_ts,
+        last_message_ts: row.last_message_ts,
     }))
 }

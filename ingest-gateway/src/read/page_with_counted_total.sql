@@ -1,0 +1,50 @@
+-- A page of `GET /messages` and its total, when the total has to be counted (a text search, or
+-- more than one kind of filter).
+--
+--   $1 from, $2 to, $3 since, $4 until      the filters; NULL when not given
+--   $5                                      the ILIKE pattern (escaped, wrapped in %); NULL: none
+--   $6 $7                                   the cursor (ts, message_id); NULL on a first page
+--   $8 offset, $9 limit                     limit is one more than asked: a row past the page
+--                                           says there is a next one
+--   $10                                     the count bound plus one; NULL counts every match
+--
+-- The page and its total in one statement, so both see the same snapshot while workers insert;
+-- NULL filters fold away as in page_with_kept_total.sql.
+--
+-- The matches are counted through whichever index serves the filters, but only up to the
+-- bound. Under the bound the page is taken from the rows just counted (for a search that halves
+-- the heap visits). At the bound the count stopped early, the caller estimates the total
+-- (estimate_matches.sql), and the page is found by a scan of its own in (ts, message_id) order,
+-- which stops after `limit` rows: neither costs as much as the matches. Only one branch of
+-- `keys` runs: the other's condition is false before it starts.
+WITH matched AS MATERIALIZED (
+    SELECT m.ts, m.message_id FROM messages m
+    WHERE ($1::text IS NULL OR m.from_msisdn = $1)
+      AND ($2::text IS NULL OR m.to_msisdn = $2)
+      AND ($3::timestamptz IS NULL OR m.ts >= $3)
+      AND ($4::timestamptz IS NULL OR m.ts < $4)
+      AND ($5::text IS NULL OR m.text ILIKE $5)
+    LIMIT $10
+),
+total AS (SELECT count(*) AS n FROM matched),
+keys AS (
+    (SELECT k.message_id FROM matched k
+     WHERE ($10::bigint IS NULL OR (SELECT n FROM total) < $10)
+       AND ($6::timestamptz IS NULL OR (k.ts, k.message_id) > ($6, $7::text))
+     ORDER BY k.ts, k.message_id
+     OFFSET $8 LIMIT $9)
+    UNION ALL
+    (SELECT m.message_id FROM messages m
+     WHERE (SELECT n FROM total) >= $10
+       AND ($1::text IS NULL OR m.from_msisdn = $1)
+       AND ($2::text IS NULL OR m.to_msisdn = $2)
+       AND ($3::timestamptz IS NULL OR m.ts >= $3)
+       AND ($4::timestamptz IS NULL OR m.ts < $4)
+       AND ($5::text IS NULL OR m.text ILIKE $5)
+       AND ($6::timestamptz IS NULL OR (m.ts, m.message_id) > ($6, $7::text))
+     ORDER BY m.ts, m.message_id
+     OFFSET $8 LIMIT $9)
+)
+SELECT total.n AS total, p.message_id, p.from_msisdn, p.to_msisdn, p.ts, p.ts_raw, p.text
+FROM total LEFT JOIN (keys k JOIN messages p ON p.message_id = k.message_id) ON true
+ORDER BY p.ts, p.message_id
