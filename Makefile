@@ -1,14 +1,19 @@
 # Shortcuts; each target is one documented command. Docker targets need Docker with Compose v2.
-.PHONY: up down logs ps test run bench fmt lint
+.PHONY: up down destroy logs ps test run bench fmt lint
 
 COMPOSE ?= docker compose
 
-# Build the image and start NATS, Postgres, the gateway (port 8000) and two workers.
+# Build the image and start NATS, Postgres, the gateway (port 8000), two workers, Prometheus
+# (127.0.0.1:9090) and Grafana (127.0.0.1:3000, user admin, GRAFANA_ADMIN_PASSWORD from .env).
 up: .env
 	$(COMPOSE) up -d --build
 
-# Stop everything and delete the volumes (the stream and the database go with them).
+# Stop everything; the stream, the database and the metrics stay in their volumes.
 down:
+	$(COMPOSE) down
+
+# Stop everything and delete the volumes: every stored message, queued message and metric.
+destroy:
 	$(COMPOSE) down -v
 
 logs:
@@ -32,9 +37,9 @@ bench:
 fmt:
 	cargo fmt --all
 
+# The lint gate .ci/run runs: rustfmt, clippy with warnings as errors, unused dependencies.
 lint:
-	cargo fmt --all -- --check
-	cargo clippy --all-targets -- -D warnings
+	./scripts/lint.sh
 
 # A first .env: the example with fresh random secrets (hex, so it is safe inside DATABASE_URL).
 # Never overwrites an existing .env.
@@ -42,5 +47,6 @@ lint:
 	@test -f .env.example
 	@secret() { od -An -tx1 -N32 /dev/urandom | tr -d ' \n'; }; \
 	sed -e "s/^WEBHOOK_SECRET=.*/WEBHOOK_SECRET=$$(secret)/" \
-	    -e "s/^POSTGRES_PASSWORD=.*/POSTGRES_PASSWORD=$$(secret)/" .env.example > .env
-	@echo "wrote .env with random WEBHOOK_SECRET and POSTGRES_PASSWORD; senders need the WEBHOOK_SECRET"
+	    -e "s/^POSTGRES_PASSWORD=.*/POSTGRES_PASSWORD=$$(secret)/" \
+	    -e "s/^GRAFANA_ADMIN_PASSWORD=.*/GRAFANA_ADMIN_PASSWORD=$$(secret)/" .env.example > .env
+	@echo "wrote .env with random WEBHOOK_SECRET, POSTGRES_PASSWORD and GRAFANA_ADMIN_PASSWORD; senders need the WEBHOOK_SECRET"

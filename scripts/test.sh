@@ -11,6 +11,11 @@ command -v nats-server >/dev/null || [[ -x /usr/sbin/nats-server ]] || apt_insta
 export TEST_NATS_URL=$NATS_URL TEST_DATABASE_URL=$DATABASE_URL
 cargo test --workspace --no-fail-fast "$@"
 
+# The deployment files, without Docker: the compose schema, and promtool when installed.
+if [[ $# -eq 0 ]]; then
+  ./scripts/check-deploy.sh
+fi
+
 # Property-based API testing against the gateway's OpenAPI document (schemathesis from PyPI):
 # no 5xx, every answer as documented. A fixed seed keeps CI reproducible; SKIP_SCHEMATHESIS=1 skips.
 if [[ -z ${SKIP_SCHEMATHESIS:-} && $# -eq 0 ]]; then

@@ -208,7 +208,7 @@ mod compose {
         let names: BTreeSet<&str> = services.keys().map(String::as_str).collect();
         assert_eq!(
             names,
-            BTreeSet::from(["gateway", "nats", "postgres", "worker"])
+            BTreeSet::from(["gateway", "grafana", "nats", "postgres", "prometheus", "worker"])
         );
         for (name, service) in &services {
             let test = strings(&service["healthcheck"]["test"]);
@@ -306,6 +306,114 @@ mod compose {
         // gateway and worker each get DATABASE_URL through the shared `<<: *app-env` block; if
         // the merge were not applied, nothing above would have been checked.
         assert_eq!(checked_urls, 2, "DATABASE_URL of gateway and worker");
+    }
+
+    /// `./host/path:/container/path[:ro]` entries of a service's volumes.
+    fn bind_mounts(service: &Value) -> Vec<(String, String)> {
+        strings(&service["volumes"])
+            .into_iter()
+            .filter(|v| v.starts_with("./"))
+            .map(|v| {
+                let mut parts = v.split(':');
+                let host = parts.next().unwrap().to_owned();
+                (host, parts.next().expect("a container path").to_owned())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_file_compose_mounts_is_in_the_repository() {
+        let mut mounts = 0;
+        for (name, service) in services(&compose()) {
+            for (host, _) in bind_mounts(&service) {
+                mounts += 1;
+                assert!(
+                    Path::new(env!("CARGO_MANIFEST_DIR"))
+                        .join("..")
+                        .join(&host)
+                        .exists(),
+                    "{name} mounts {host}, which does not exist"
+                );
+            }
+        }
+        assert!(mounts >= 3, "prometheus and grafana mount their files");
+    }
+
+    #[test]
+    fn prometheus_scrapes_every_app_with_the_shipped_rules() {
+        let prometheus = service("prometheus");
+        let mounts = bind_mounts(&prometheus);
+        assert!(
+            mounts.contains(&("./deploy/prometheus".into(), "/etc/prometheus".into())),
+            "{mounts:?}"
+        );
+        assert!(
+            strings(&prometheus["command"])
+                .contains(&"--config.file=/etc/prometheus/prometheus.yml".to_owned())
+        );
+        let config: Value =
+            serde_yaml_ng::from_str(&read("deploy/prometheus/prometheus.yml")).unwrap();
+        assert_eq!(strings(&config["rule_files"]), ["alerts.yml"]);
+        let jobs: HashMap<String, Value> = config["scrape_configs"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|job| (job["job_name"].as_str().unwrap().to_owned(), job.clone()))
+            .collect();
+        // The job names alerts.yml's target-down rule names.
+        let gateway_port = environment(&service("gateway"))["GATEWAY_ADDR"]
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .to_owned();
+        assert_eq!(
+            strings(&jobs["ingest-gateway"]["static_configs"][0]["targets"]),
+            [format!("gateway:{gateway_port}")]
+        );
+        // Every worker replica, found by the service name.
+        let workers = &jobs["ingest-worker"]["dns_sd_configs"][0];
+        assert_eq!(strings(&workers["names"]), ["worker"]);
+        assert_eq!(
+            workers["port"].as_u64().map(|p| p.to_string()),
+            Some(strings(&service("worker")["expose"])[0].clone())
+        );
+        let alerts = read("deploy/prometheus/alerts.yml");
+        for job in jobs.keys() {
+            assert!(alerts.contains(job.as_str()), "alerts.yml does not know job {job}");
+        }
+    }
+
+    #[test]
+    fn grafana_is_provisioned_with_prometheus_and_the_dashboard() {
+        let grafana = service("grafana");
+        let mounts = bind_mounts(&grafana);
+        assert!(mounts.contains(&(
+            "./deploy/grafana/provisioning".into(),
+            "/etc/grafana/provisioning".into()
+        )));
+        let dashboard = mounts
+            .iter()
+            .find(|(host, _)| host == "./deploy/grafana/ingest-dashboard.json")
+            .map(|(_, container)| container.clone())
+            .expect("the dashboard is mounted");
+        let providers: Value = serde_yaml_ng::from_str(&read(
+            "deploy/grafana/provisioning/dashboards/ingest.yml",
+        ))
+        .unwrap();
+        let folder = providers["providers"][0]["options"]["path"].as_str().unwrap();
+        assert_eq!(Path::new(&dashboard).parent(), Some(Path::new(folder)));
+        let sources: Value = serde_yaml_ng::from_str(&read(
+            "deploy/grafana/provisioning/datasources/prometheus.yml",
+        ))
+        .unwrap();
+        assert_eq!(
+            sources["datasources"][0]["url"].as_str(),
+            Some("http://prometheus:9090")
+        );
+        assert!(
+            environment(&grafana)["GF_SECURITY_ADMIN_PASSWORD"].starts_with("${"),
+            "the admin password comes from .env"
+        );
     }
 
     #[test]
