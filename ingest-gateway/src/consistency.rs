@@ -25,13 +25,11 @@ use axum::response::Response;
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::metrics;
 use crate::prefer::Preferences;
 use crate::state::AppState;
 
 pub static CONSISTENCY: HeaderName = HeaderName::from_static("consistency");
-
-const WAIT_METRIC: &str = "read_consistency_wait_ms";
-const OUTCOME_METRIC: &str = "read_consistency_total";
 
 /// While workers are behind, back-to-back probes are spaced by this much, so a crowd of waiting
 /// reads costs NATS a bounded rate of requests rather than a busy loop. With nothing pending,
@@ -58,22 +56,6 @@ impl Outcome {
             Outcome::Stale => "stale",
             Outcome::Skipped => "skipped",
         }
-    }
-}
-
-pub fn register_metrics() {
-    metrics::describe_counter!(
-        OUTCOME_METRIC,
-        "Reads by how they met read-your-writes: fresh, stale, skipped"
-    );
-    metrics::describe_histogram!(
-        WAIT_METRIC,
-        metrics::Unit::Milliseconds,
-        "How long reads waited for the read-your-writes watermark"
-    );
-    let _ = metrics::histogram!(WAIT_METRIC);
-    for outcome in Outcome::ALL {
-        metrics::counter!(OUTCOME_METRIC, "outcome" => outcome.as_str()).increment(0);
     }
 }
 
@@ -161,7 +143,7 @@ impl Watermark {
         let outcome = tokio::time::timeout(self.0.timeout, self.caught_up())
             .await
             .unwrap_or(Outcome::Stale);
-        metrics::histogram!(WAIT_METRIC).record(started.elapsed().as_secs_f64() * 1000.0);
+        metrics::read_consistency_wait(started.elapsed());
         outcome
     }
 
@@ -247,7 +229,7 @@ async fn prober(
 pub async fn layer(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let opt_out = Preferences::of(request.headers()).eventual_consistency;
     let outcome = state.watermark.wait(opt_out).await;
-    metrics::counter!(OUTCOME_METRIC, "outcome" => outcome.as_str()).increment(1);
+    metrics::read_consistency(outcome);
     let mut response = next.run(request).await;
     mark(response.headers_mut(), outcome, opt_out);
     response

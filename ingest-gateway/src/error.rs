@@ -2,7 +2,9 @@ use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use ingest_shared::message::ValidationErrors;
+use serde::Serialize;
 use serde_json::json;
+use utoipa::ToSchema;
 
 /// Every way a gateway request can fail. Internal details are logged, never sent.
 #[derive(Debug, thiserror::Error)]
@@ -150,4 +152,40 @@ impl IntoResponse for ApiError {
         }
         response
     }
+}
+
+// The error bodies as the OpenAPI document describes them (doc comments become descriptions
+// there); `ApiError::into_response` writes them.
+
+/// `{"detail":"..."}`: 401, 404, 405, 408, 413, 415, 500, 503.
+#[derive(Serialize, ToSchema)]
+pub struct DetailBody {
+    #[schema(example = "invalid signature")]
+    pub detail: String,
+}
+
+/// 422, FastAPI style.
+#[derive(Serialize, ToSchema)]
+pub struct ValidationErrorBody {
+    pub detail: Vec<ValidationErrorItem>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ValidationErrorItem {
+    /// Where: `["query","limit"]`, `["body","from"]`, or `["body", <position>]` for bad JSON.
+    pub loc: Vec<LocItem>,
+    #[schema(example = "Input should be greater than or equal to 1")]
+    pub msg: String,
+    #[serde(rename = "type")]
+    #[schema(example = "greater_than_equal")]
+    pub kind: String,
+}
+
+/// Documentation only: the errors themselves are built from `ingest_shared::message::Loc`.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum LocItem {
+    Key(String),
+    Index(u64),
 }

@@ -4,6 +4,8 @@
 mod config;
 mod consistency;
 mod error;
+mod ingest;
+mod metrics;
 mod observe;
 mod openapi;
 mod overload;
@@ -25,11 +27,11 @@ use axum::http::{Method, Uri};
 use ingest_shared::{db, nats, telemetry};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use utoipa_axum::router::OpenApiRouter;
 
+pub use crate::metrics::WEBHOOK_RESULTS;
 pub use config::Config;
 pub use error::ApiError;
-pub use openapi::ApiDoc;
-pub use routes::webhook::RESULTS as WEBHOOK_RESULTS;
 
 use state::{AppState, Inner};
 
@@ -45,9 +47,7 @@ impl Application {
     /// Postgres has to be up: the gateway starts not-ready and becomes ready when they answer.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let metrics = telemetry::metrics_handle();
-        register_metrics(&config);
-        observe::register_metrics();
-        consistency::register_metrics();
+        crate::metrics::register(&config);
 
         let client = nats::connect(&config.nats.url, "ingest-gateway")
             .await
@@ -139,19 +139,18 @@ fn router(state: AppState) -> Router {
         max_headers: state.config.max_headers,
         max_header_bytes: state.config.max_header_bytes,
     };
+    let (api, documented) = OpenApiRouter::new()
+        .merge(routes::webhook::router())
+        .merge(routes::whatsapp::router())
+        .merge(reads(state.clone()))
+        .split_for_parts();
     // Routes merged before `bounded` share the concurrency bound and the request deadline.
-    let api = overload::bounded(
-        Router::new()
-            .merge(routes::webhook::router())
-            .merge(routes::whatsapp::router())
-            .merge(reads(state.clone())),
-        &state.config,
-    );
+    let api = overload::bounded(api, &state.config);
     Router::new()
         .merge(api)
         .merge(routes::health::router())
         .merge(routes::metrics::router())
-        .merge(openapi::router())
+        .merge(openapi::router(documented))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
@@ -163,8 +162,8 @@ fn router(state: AppState) -> Router {
 }
 
 /// The read API: every route waits for read-your-writes first (consistency.rs).
-fn reads(state: AppState) -> Router<AppState> {
-    Router::new()
+fn reads(state: AppState) -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
         .merge(routes::messages::router())
         .merge(routes::stats::router())
         .route_layer(axum::middleware::from_fn_with_state(
@@ -196,38 +195,6 @@ async fn not_found(_: Method, _: Uri) -> ApiError {
 
 async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
-}
-
-/// Every labelled series docs/operations.md documents exists from start-up, at 0, so dashboards and
-/// alerts never see "no data".
-fn register_metrics(config: &Config) {
-    overload::register_metrics();
-    for result in routes::whatsapp::RESULTS {
-        metrics::counter!("whatsapp_requests_total", "result" => result).increment(0);
-    }
-    for result in ["created", "duplicate"] {
-        metrics::counter!("whatsapp_messages_total", "result" => result).increment(0);
-    }
-    for status in routes::whatsapp::STATUSES {
-        metrics::counter!("whatsapp_statuses_total", "status" => status).increment(0);
-    }
-    let slots = [
-        ("webhook", config.secrets.len()),
-        ("whatsapp", config.whatsapp_secrets.len()),
-    ];
-    for (endpoint, keys) in slots {
-        for slot in 0..keys {
-            metrics::counter!("webhook_signature_key_slot_total", "endpoint" => endpoint, "slot" => slot.to_string())
-                .increment(0);
-        }
-    }
-    for result in routes::webhook::RESULTS {
-        metrics::counter!("webhook_requests_total", "result" => result).increment(0);
-    }
-    for status in ["200", "401", "413", "415", "422", "503"] {
-        metrics::counter!("http_requests_total", "path" => "/webhook", "status" => status)
-            .increment(0);
-    }
 }
 
 ingest_shared::impl_service!(Application, Config, "ingest-gateway");

@@ -1,6 +1,6 @@
 //! One middleware for every request: the request id, the trace context, the access log line and
-//! the HTTP metrics. Also the gateway's start-up metric registration and its periodic probe
-//! (readiness and NATS connection state as gauges).
+//! the HTTP metrics. Also the gateway's periodic probe (readiness and NATS connection state as
+//! gauges).
 
 use std::time::{Duration, Instant};
 
@@ -12,6 +12,7 @@ use ingest_shared::telemetry;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::metrics;
 use crate::state::AppState;
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -54,28 +55,9 @@ fn sane_request_id(value: &HeaderValue) -> Option<String> {
 
 pub const UNMATCHED_PATH: &str = "unmatched";
 
-/// Decrements the in-flight gauge however the request ends, including when the client hangs up
-/// and the handler's future is dropped mid-way.
-struct InFlight;
-
-impl InFlight {
-    fn start() -> Self {
-        metrics::gauge!(IN_FLIGHT).increment(1.0);
-        Self
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        metrics::gauge!(IN_FLIGHT).decrement(1.0);
-    }
-}
-
-const IN_FLIGHT: &str = "http_requests_in_flight";
-
 pub async fn observe(mut request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let _in_flight = InFlight::start();
+    let _in_flight = metrics::InFlight::start();
     let request_id = request
         .headers()
         .get(&X_REQUEST_ID)
@@ -116,9 +98,7 @@ pub async fn observe(mut request: Request, next: Next) -> Response {
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(X_REQUEST_ID.clone(), value);
     }
-    metrics::counter!("http_requests_total", "path" => route.clone(), "status" => status.to_string())
-        .increment(1);
-    metrics::histogram!("request_latency_ms", "path" => route).record(latency_ms);
+    metrics::http_request(route, status, latency_ms);
 
     let latency_ms = (latency_ms * 1000.0).round() / 1000.0;
     match response.extensions().get::<WebhookOutcome>() {
@@ -147,42 +127,6 @@ pub async fn observe(mut request: Request, next: Next) -> Response {
     response
 }
 
-/// Series docs/operations.md documents that the router's own fallback list does not already create, at 0
-/// from start-up. `increment(0)`/`increment(0.0)` only: a test process runs several apps on one
-/// recorder, and an `absolute(0)`/`set(0)` here would wipe another app's values.
-pub fn register_metrics() {
-    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
-    describe_counter!(
-        "http_requests_total",
-        "HTTP requests answered, by route template and status"
-    );
-    describe_counter!(
-        "webhook_requests_total",
-        "POST /webhook calls, by how they ended"
-    );
-    describe_histogram!(
-        "request_latency_ms",
-        Unit::Milliseconds,
-        "HTTP request latency, by route template"
-    );
-    describe_gauge!(IN_FLIGHT, "HTTP requests being served");
-    describe_histogram!(
-        "gateway_publish_latency_ms",
-        Unit::Milliseconds,
-        "Wait for JetStream's PubAck (or the failure)"
-    );
-    describe_gauge!(
-        "gateway_nats_connected",
-        "1 while the gateway's NATS connection is up"
-    );
-    describe_gauge!("gateway_ready", "1 while GET /health/ready answers 200");
-    let _ = metrics::histogram!("request_latency_ms", "path" => "/webhook");
-    let _ = metrics::histogram!("gateway_publish_latency_ms");
-    for name in [IN_FLIGHT, "gateway_nats_connected", "gateway_ready"] {
-        metrics::gauge!(name).increment(0.0);
-    }
-}
-
 /// How often the gateway re-checks readiness for the `gateway_ready` gauge. `/health/ready`
 /// calls update it too.
 const PROBE_INTERVAL: Duration = Duration::from_secs(5);
@@ -192,7 +136,7 @@ const PROBE_INTERVAL: Duration = Duration::from_secs(5);
 pub async fn probe(state: AppState, cancel: CancellationToken) {
     loop {
         let connected = state.nats.connection_state() == async_nats::connection::State::Connected;
-        metrics::gauge!("gateway_nats_connected").set(if connected { 1.0 } else { 0.0 });
+        metrics::nats_connected(connected);
         // The check records `gateway_ready` itself.
         let _ = crate::routes::health::check(&state).await;
         tokio::select! {

@@ -16,6 +16,7 @@ use tower::load_shed::LoadShedLayer;
 use tower::timeout::TimeoutLayer;
 
 use crate::Config;
+use crate::metrics;
 
 /// Puts the API routes of `router` under one bound: at most `max_concurrent_requests` at once
 /// (one semaphore shared by every route, not one each), the rest shed at once rather than queued,
@@ -47,7 +48,7 @@ fn overloaded(error: &BoxError, retry_after_secs: u64) -> Response {
     } else {
         ("other", "temporarily unavailable, retry later")
     };
-    metrics::counter!("gateway_shed_requests_total", "reason" => reason).increment(1);
+    metrics::shed(reason);
     tracing::warn!(reason, "request shed");
     let mut response = (
         StatusCode::SERVICE_UNAVAILABLE,
@@ -91,11 +92,4 @@ pub async fn header_guard(
             .into_response();
     }
     next.run(request).await
-}
-
-/// Shed and timed-out requests are counted by reason from start-up.
-pub fn register_metrics() {
-    for reason in ["overloaded", "timeout", "other"] {
-        metrics::counter!("gateway_shed_requests_total", "reason" => reason).increment(0);
-    }
 }

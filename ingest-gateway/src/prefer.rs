@@ -3,6 +3,7 @@
 //! counts.
 
 use axum::http::{HeaderMap, HeaderName, header};
+use utoipa::IntoParams;
 
 pub static PREFERENCE_APPLIED: HeaderName = HeaderName::from_static("preference-applied");
 
@@ -61,6 +62,19 @@ impl Preferences {
         }
         prefs
     }
+}
+
+/// The header as the OpenAPI document describes it (documentation only; [`Preferences::of`]
+/// reads it).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+pub struct PreferHeader {
+    /// `consistency=eventual` skips the read-your-writes wait (for dashboards that poll);
+    /// on `/messages`, `count=exact` counts every match and `count=estimated` counts up to
+    /// 1,000. Several are separated by commas; unknown ones are ignored.
+    #[param(rename = "Prefer", example = "count=exact")]
+    prefer: Option<String>,
 }
 
 #[cfg(test)]

@@ -1,13 +1,14 @@
 //! `GET /messages`: stored messages, filtered, in `(ts, message_id)` order, paginated by offset
 //! or by an opaque keyset cursor. The parameters and the statements are in `crate::read`.
 
+use axum::Json;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
 use serde::Serialize;
 use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::error::ApiError;
 use crate::prefer::{Count, PREFERENCE_APPLIED, Preferences};
@@ -21,8 +22,8 @@ pub const EXACT_COUNT_BOUND: i64 = 10_000;
 /// The bound under `Prefer: count=estimated`.
 pub const ESTIMATED_COUNT_BOUND: i64 = 1_000;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/messages", get(list))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list))
 }
 
 /// One stored message, exactly as it was sent.
@@ -68,14 +69,14 @@ pub struct MessagesPage {
         response header). `total` is exact up to 10,000 matches (1,000 with \
         `Prefer: count=estimated`, unbounded with `Prefer: count=exact`); past that it is \
         Postgres's estimate and `total_estimated` is true.",
-    params(MessagesQuery, crate::openapi::PreferHeader),
+    params(MessagesQuery, crate::prefer::PreferHeader),
     responses(
         (status = 200, description = "A page of messages", body = MessagesPage, headers(
             ("Consistency" = String, description = "`fresh`, `stale` (the wait timed out or NATS was unreachable) or `skipped` (opted out)"),
             ("Preference-Applied" = String, description = "The `Prefer` preferences applied"),
         )),
-        (status = 422, description = "A query parameter is invalid", body = crate::openapi::ValidationErrorBody),
-        (status = 503, description = "The database is unavailable; retry later", body = crate::openapi::DetailBody),
+        (status = 422, description = "A query parameter is invalid", body = crate::error::ValidationErrorBody),
+        (status = 503, description = "The database is unavailable; retry later", body = crate::error::DetailBody),
     )
 )]
 #[tracing::instrument(name = "messages", skip_all)]

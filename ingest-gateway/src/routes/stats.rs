@@ -1,11 +1,12 @@
 //! `GET /stats`: read from the aggregates the worker keeps in the same transaction as its inserts,
 //! so the cost does not grow with the table.
 
+use axum::Json;
 use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
 use serde::Serialize;
 use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::error::ApiError;
 use crate::read;
@@ -13,8 +14,8 @@ use crate::state::AppState;
 
 pub const TOP_SENDERS: i64 = 10;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/stats", get(stats))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(stats))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -46,13 +47,13 @@ pub struct Stats {
     summary = "Totals over every stored message",
     description = "Read-your-writes, as `/messages`: every message answered 200 before this \
         request began is counted (see the `Consistency` response header).",
-    params(crate::openapi::PreferHeader),
+    params(crate::prefer::PreferHeader),
     responses(
         (status = 200, description = "The statistics", body = Stats, headers(
             ("Consistency" = String, description = "`fresh`, `stale` (the wait timed out or NATS was unreachable) or `skipped` (opted out)"),
             ("Preference-Applied" = String, description = "The `Prefer` preferences applied"),
         )),
-        (status = 503, description = "The database is unavailable; retry later", body = crate::openapi::DetailBody),
+        (status = 503, description = "The database is unavailable; retry later", body = crate::error::DetailBody),
     )
 )]
 #[tracing::instrument(name = "stats", skip_all)]

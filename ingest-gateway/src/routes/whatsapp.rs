@@ -1,37 +1,28 @@
 //! `/webhook/whatsapp`: Meta's WhatsApp Cloud API webhooks. The subscription handshake, and
 //! notifications whose every chat message is published on its own, with its WhatsApp id as
-//! `Nats-Msg-Id`, through the same path as `/webhook`.
+//! `Nats-Msg-Id`, through the ingest steps (ingest/) as `/webhook`.
 
+use axum::Extension;
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Extension, Json, Router};
 use ingest_shared::whatsapp;
 use secrecy::ExposeSecret;
 use serde::Deserialize;
-use serde_json::json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use crate::error::ApiError;
-use crate::observe::{RequestId, TraceParent, WebhookOutcome};
-use crate::routes::webhook::{Correlation, answer, is_json, publish, read_body, unix_micros};
+use crate::Config;
+use crate::error::{ApiError, DetailBody, ValidationErrorBody};
+use crate::ingest::{self, Message, Sender, StatusBody};
+use crate::metrics::{self, Endpoint};
+use crate::observe::{RequestId, TraceParent};
 use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/webhook/whatsapp", get(handshake).post(receive))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(handshake, receive))
 }
-
-/// Every `result` label of `whatsapp_requests_total`.
-pub const RESULTS: [&str; 5] = [
-    "created",
-    "duplicate",
-    "invalid_signature",
-    "validation_error",
-    "unavailable",
-];
-/// Statuses counted by name; anything else is `other`, so a sender cannot grow the label set.
-pub const STATUSES: [&str; 5] = ["sent", "delivered", "read", "failed", "other"];
 
 const MAX_CHALLENGE_LEN: usize = 256;
 
@@ -45,7 +36,24 @@ struct Handshake {
     challenge: Option<String>,
 }
 
-/// Meta calls this once when the webhook is configured, and echoes nothing but the challenge.
+#[utoipa::path(
+    get,
+    path = "/webhook/whatsapp",
+    operation_id = "whatsapp_handshake",
+    tag = "ingest",
+    summary = "WhatsApp Cloud API subscription handshake",
+    params(
+        ("hub.mode" = String, Query, description = "must be `subscribe`"),
+        ("hub.verify_token" = String, Query, description = "must equal WHATSAPP_VERIFY_TOKEN"),
+        ("hub.challenge" = String, Query, description = "echoed back as plain text")
+    ),
+    responses(
+        (status = 200, description = "The challenge, as plain text", content_type = "text/plain", body = String),
+        (status = 403, description = "Wrong mode or token, or no token configured", body = DetailBody),
+    )
+)]
+// Meta calls this once when the webhook is configured, and echoes nothing but the challenge.
+// (Not a doc comment: that would become the operation's description in the OpenAPI document.)
 async fn handshake(
     State(state): State<AppState>,
     Query(handshake): Query<Handshake>,
@@ -82,6 +90,29 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+#[utoipa::path(
+    post,
+    path = "/webhook/whatsapp",
+    operation_id = "whatsapp_notification",
+    tag = "ingest",
+    summary = "Receive a WhatsApp Cloud API notification",
+    description = "Each `entry[].changes[].value.messages[]` item is stored as one message;         `statuses[]` are counted only. 200 only once every message of the envelope is stored in         JetStream.",
+    params(
+        ("X-Hub-Signature-256" = String, Header, description = "`sha256=<hex HMAC-SHA256 of the raw body under WHATSAPP_APP_SECRET>`")
+    ),
+    request_body(content = Object, content_type = "application/json", description = "Meta's notification envelope"),
+    responses(
+        (status = 200, description = "Every message stored (new or duplicate)", body = StatusBody),
+        (status = 400, description = "The body could not be read", body = DetailBody),
+        (status = 401, description = "Signature missing or wrong", body = DetailBody),
+        (status = 408, description = "Body not received in time", body = DetailBody),
+        (status = 413, description = "Body over MAX_BODY_BYTES", body = DetailBody),
+        (status = 415, description = "Content-Type is not JSON", body = DetailBody),
+        (status = 422, description = "Not a notification, or a message is invalid", body = ValidationErrorBody),
+        (status = 503, description = "JetStream unavailable; retry", body = DetailBody,
+            headers(("Retry-After" = u64, description = "seconds to wait"))),
+    )
+)]
 async fn receive(
     State(state): State<AppState>,
     Extension(request_id): Extension<RequestId>,
@@ -89,91 +120,40 @@ async fn receive(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let mut outcome = WebhookOutcome::default();
-    let ids = Correlation::of(&request_id, &trace_parent);
-    let result = ingest(&state, ids, &headers, body, &mut outcome).await;
-    let ok = Json(json!({"status": "ok"}));
-    answer(result, outcome, ok, ("whatsapp_requests_total", &RESULTS))
+    ingest::receive::<WhatsApp>(&state, &request_id, &trace_parent, &headers, body).await
 }
 
-#[tracing::instrument(name = "whatsapp", skip_all)]
-async fn ingest(
-    state: &AppState,
-    ids: Correlation<'_>,
-    headers: &HeaderMap,
-    body: Body,
-    outcome: &mut WebhookOutcome,
-) -> Result<(), ApiError> {
-    let received_at = unix_micros();
-    let body = read_body(
-        headers,
-        body,
-        state.config.max_body_bytes,
-        state.config.body_timeout,
-    )
-    .await?;
-    let slot = state
-        .config
-        .whatsapp_secrets
-        .verify(
-            &body,
-            headers.get("x-hub-signature-256").map(|v| v.as_bytes()),
-        )
-        .ok_or(ApiError::InvalidSignature)?;
-    metrics::counter!("webhook_signature_key_slot_total", "endpoint" => "whatsapp", "slot" => slot.to_string())
-        .increment(1);
-    if !is_json(headers) {
-        return Err(ApiError::UnsupportedMediaType);
-    }
-    let envelope = whatsapp::unpack(&body).map_err(ApiError::Validation)?;
-    for status in &envelope.statuses {
-        let label = STATUSES
-            .iter()
-            .find(|s| **s == status.as_str())
-            .copied()
-            .unwrap_or("other");
-        metrics::counter!("whatsapp_statuses_total", "status" => label).increment(1);
-    }
-    if !envelope.messages.is_empty() {
-        outcome.message_id = Some(
-            envelope
-                .messages
-                .iter()
-                .map(|m| m.message_id.as_str())
-                .collect::<Vec<_>>()
-                .join(","),
-        );
+/// Meta's notification envelope: every chat message in it is stored on its own; delivery
+/// statuses are counted, not stored.
+struct WhatsApp;
+
+impl Sender for WhatsApp {
+    const ENDPOINT: Endpoint = Endpoint::WhatsApp;
+
+    fn verify(config: &Config, headers: &HeaderMap, body: &[u8]) -> Result<usize, ApiError> {
+        ingest::hub_signature(config, headers, body)
     }
 
-    // All at once: Meta gets its 200 only when every message is stored, and a 503 otherwise;
-    // on its retry, JetStream's dedup and the upsert absorb the part that was stored.
-    let acks = futures::future::join_all(envelope.messages.iter().map(|m| {
-        publish(
-            state,
-            &m.message_id,
-            ids,
-            received_at,
-            Bytes::from(m.body.clone()),
-        )
-    }))
-    .await;
-    let mut duplicates = 0;
-    for ack in acks {
-        let ack = ack?;
-        let result = if ack.duplicate {
-            duplicates += 1;
-            "duplicate"
-        } else {
-            "created"
-        };
-        metrics::counter!("whatsapp_messages_total", "result" => result).increment(1);
+    fn unpack(body: Bytes) -> Result<Vec<Message>, ApiError> {
+        let envelope = whatsapp::unpack(&body).map_err(ApiError::Validation)?;
+        for status in &envelope.statuses {
+            metrics::whatsapp_status(status);
+        }
+        Ok(envelope
+            .messages
+            .into_iter()
+            .map(|m| Message {
+                id: m.message_id,
+                body: Bytes::from(m.body),
+            })
+            .collect())
     }
-    let all_duplicates = !envelope.messages.is_empty() && duplicates == envelope.messages.len();
-    outcome.dup = all_duplicates;
-    outcome.result = if all_duplicates {
-        "duplicate"
-    } else {
-        "created"
-    };
-    Ok(())
+
+    fn stored(duplicate: bool) {
+        metrics::whatsapp_message(duplicate);
+    }
+
+    fn span() -> tracing::Span {
+        tracing::info_span!("whatsapp")
+    }
 }
