@@ -11,6 +11,10 @@
 //!   come back to it at the same instant.
 //! - No limit on attempts: a service runs until it is stopped, and stopping is what the
 //!   [`CancellationToken`] is for; every wait here ends when it fires.
+//!
+//! [`until_ok`] is the whole loop for an attempt that needs nothing between tries. A loop that
+//! does more between tries (the worker's batch store keeps its messages from being redelivered)
+//! takes its delays from a [`Backoff`] and waits with [`Backoff::sleep`].
 
 use std::future::Future;
 use std::time::Duration;
