@@ -1,11 +1,12 @@
-//! The durable consumer: pulls batches from JetStream, writes each in one idempotent statement,
-//! acks after the commit. Serves health and metrics over HTTP. `main.rs` is a thin shell over
-//! [`Application`], so tests run it in-process.
+//! The durable consumer: pulls batches from JetStream, writes each in one transaction (an
+//! idempotent insert, then the read model's upkeep), acks after the commit. Serves health and
+//! metrics over HTTP. `main.rs` is a thin shell over [`Application`], so tests run it in-process.
 
-#[macro_use]
-mod aggregates;
+mod batch;
+mod commit;
 mod config;
 mod consume;
+mod metrics;
 pub mod retention;
 mod routes;
 mod state;
@@ -38,7 +39,7 @@ impl Application {
     /// not-ready and begins consuming when both answer.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let metrics = telemetry::metrics_handle();
-        register_metrics();
+        crate::metrics::register();
         let client = ingest_shared::nats::connect(&config.nats.url, "ingest-worker")
             .await
             .context("NATS_URL")?;
@@ -152,103 +153,22 @@ async fn poll_lag(state: AppState, cancel: CancellationToken) {
                 .ok()
         };
         if let Ok(Some(info)) = tokio::time::timeout(Duration::from_secs(5), info).await {
-            metrics::gauge!("worker_consumer_pending").set(info.num_pending as f64);
-            metrics::gauge!("worker_consumer_ack_pending").set(info.num_ack_pending as f64);
+            ::metrics::gauge!(metrics::CONSUMER_PENDING).set(info.num_pending as f64);
+            ::metrics::gauge!(metrics::CONSUMER_ACK_PENDING).set(info.num_ack_pending as f64);
         }
         let pool = &state.db;
-        metrics::gauge!("worker_db_pool_connections", "state" => "idle")
+        ::metrics::gauge!(metrics::DB_POOL_CONNECTIONS, "state" => "idle")
             .set(pool.num_idle() as f64);
-        metrics::gauge!("worker_db_pool_connections", "state" => "in_use")
+        ::metrics::gauge!(metrics::DB_POOL_CONNECTIONS, "state" => "in_use")
             .set(pool.size().saturating_sub(pool.num_idle() as u32) as f64);
         let connected = state.nats.connection_state() == async_nats::connection::State::Connected;
-        metrics::gauge!("worker_nats_connected").set(if connected { 1.0 } else { 0.0 });
+        ::metrics::gauge!(metrics::NATS_CONNECTED).set(if connected { 1.0 } else { 0.0 });
         // The check records `worker_ready` itself.
         let _ = routes::health::check(&state).await;
         tokio::select! {
             () = cancel.cancelled() => return,
             () = tokio::time::sleep(state.config.lag_poll) => {}
         }
-    }
-}
-
-/// Every series docs/operations.md documents exists from start-up, at 0. `increment(0)` only: a test
-/// process runs several apps on one recorder, and `absolute(0)`/`set(0)` would wipe their values.
-fn register_metrics() {
-    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
-    for (name, help) in [
-        (
-            "worker_messages_consumed_total",
-            "Messages taken off the consumer (redeliveries included)",
-        ),
-        (
-            "worker_rows_inserted_total",
-            "New rows committed to Postgres",
-        ),
-        (
-            "worker_duplicates_skipped_total",
-            "Messages that made no new row: already stored, or repeated within a batch",
-        ),
-        (
-            "worker_redeliveries_total",
-            "Messages delivered more than once by JetStream",
-        ),
-        (
-            "worker_dead_letters_total",
-            "Messages that can never be stored, written to dead_letters and terminated",
-        ),
-        ("worker_batches_total", "Batches committed"),
-        (
-            "worker_db_errors_total",
-            "Failed batch writes (each is retried)",
-        ),
-        (
-            "worker_retention_deleted_total",
-            "Rows deleted by retention (RETENTION_DAYS)",
-        ),
-    ] {
-        describe_counter!(name, help);
-        metrics::counter!(name).increment(0);
-    }
-    for (name, unit, help) in [
-        ("worker_batch_size", Unit::Count, "Messages per batch"),
-        (
-            "worker_commit_latency_ms",
-            Unit::Milliseconds,
-            "Time to store one batch in Postgres",
-        ),
-        (
-            "worker_end_to_end_latency_ms",
-            Unit::Milliseconds,
-            "From the gateway receiving a webhook to the worker committing it",
-        ),
-    ] {
-        describe_histogram!(name, unit, help);
-        let _ = metrics::histogram!(name);
-    }
-    for (name, help) in [
-        (
-            "worker_consumer_pending",
-            "Messages in the stream not yet delivered to a worker",
-        ),
-        (
-            "worker_consumer_ack_pending",
-            "Messages delivered to a worker and not yet acknowledged",
-        ),
-        (
-            "worker_nats_connected",
-            "1 while the worker's NATS connection is up",
-        ),
-        ("worker_ready", "1 while GET /health/ready answers 200"),
-    ] {
-        describe_gauge!(name, help);
-        metrics::gauge!(name).increment(0.0);
-    }
-    describe_gauge!(
-        "worker_db_pool_connections",
-        "Postgres pool connections, by state"
-    );
-    for state in ["in_use", "idle"] {
-        metrics::gauge!("worker_db_pool_connections", "state" => state).increment(0.0);
     }
 }
 

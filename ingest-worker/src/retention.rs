@@ -8,8 +8,12 @@
 
 use std::time::Duration;
 
+use ingest_shared::read_model::upkeep::{self, Change, Changes, Direction};
+use ingest_shared::retry::{self, Backoff};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
+
+use crate::metrics::RETENTION_DELETED;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetentionSettings {
@@ -22,31 +26,8 @@ pub struct RetentionSettings {
     pub interval: Duration,
 }
 
-/// Oldest first, so an interrupted pass has removed the most expired rows. `ORDER BY ts` also
-/// walks the `(ts, message_id)` index instead of re-scanning the dead tuples earlier batches
-/// left at the head of the heap. `SKIP LOCKED` lets several workers run passes at once without
-/// queueing on each other's rows: each takes a disjoint batch. `ctid IN (...)` is planned as a
-/// TID scan, so the outer DELETE touches exactly the chosen rows.
-///
-/// The same statement takes the deleted rows out of the read API's aggregates, exactly as the
-/// insert adds them and in the same lock order (aggregates.rs), so retention and inserts never
-/// deadlock and `/stats` stays equal to a direct count.
-const DELETE_BATCH: &str = concat!(
-    "
-WITH deleted AS (
-    DELETE FROM messages
-    WHERE ctid IN (
-        SELECT ctid FROM messages
-        WHERE ts < now() - make_interval(days => $1)
-        ORDER BY ts
-        LIMIT $2
-        FOR UPDATE SKIP LOCKED
-    )
-    RETURNING from_msisdn, to_msisdn, ts
-),
-",
-    apply_to_aggregates!("deleted", "-1")
-);
+/// The whole statement, its parameters and why it is shaped so are described in the file.
+const DELETE_EXPIRED: &str = include_str!("sql/delete_expired.sql");
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PassOutcome {
@@ -63,15 +44,10 @@ pub async fn run_pass(
 ) -> Result<PassOutcome, sqlx::Error> {
     let mut outcome = PassOutcome::default();
     loop {
-        let deleted: i64 = sqlx::query_scalar(DELETE_BATCH)
-            .bind(settings.days as i32)
-            .bind(i64::from(settings.batch_size))
-            .fetch_one(db)
-            .await?;
-        let deleted = deleted as u64;
+        let deleted = delete_batch(db, settings).await?;
         outcome.batches += 1;
         outcome.deleted += deleted;
-        metrics::counter!("worker_retention_deleted_total").increment(deleted);
+        metrics::counter!(RETENTION_DELETED).increment(deleted);
         if deleted < u64::from(settings.batch_size) {
             return Ok(outcome);
         }
@@ -83,7 +59,8 @@ pub async fn run_pass(
 }
 
 /// Runs a pass at start and then every `interval` until `cancel` fires. A failed pass (Postgres
-/// down, schema not migrated yet) is retried with backoff rather than after a whole interval.
+/// down, schema not migrated yet) is retried on the shared schedule, never waiting longer than
+/// an interval, rather than after a whole interval.
 pub async fn run(db: PgPool, settings: RetentionSettings, cancel: CancellationToken) {
     tracing::info!(
         days = settings.days,
@@ -91,33 +68,46 @@ pub async fn run(db: PgPool, settings: RetentionSettings, cancel: CancellationTo
         interval_s = settings.interval.as_secs(),
         "retention enabled"
     );
-    let mut delays = ingest_shared::nats::backoff_delays();
     while !cancel.is_cancelled() {
-        let wait = match run_pass(&db, &settings, &cancel).await {
-            Ok(outcome) => {
-                delays = ingest_shared::nats::backoff_delays();
-                if outcome.deleted > 0 {
-                    tracing::info!(
-                        deleted = outcome.deleted,
-                        batches = outcome.batches,
-                        days = settings.days,
-                        "retention pass deleted expired messages"
-                    );
-                }
-                settings.interval
-            }
-            Err(error) => {
-                let delay = delays
-                    .next()
-                    .unwrap_or(Duration::from_secs(5))
-                    .min(settings.interval);
+        let Some(outcome) = retry::until_ok(
+            Backoff::at_most(settings.interval),
+            &cancel,
+            || run_pass(&db, &settings, &cancel),
+            |error, delay| {
                 tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "retention pass failed");
-                delay
-            }
+            },
+        )
+        .await
+        else {
+            break;
         };
-        tokio::select! {
-            () = cancel.cancelled() => break,
-            () = tokio::time::sleep(wait) => {}
+        if outcome.deleted > 0 {
+            tracing::info!(
+                deleted = outcome.deleted,
+                batches = outcome.batches,
+                days = settings.days,
+                "retention pass deleted expired messages"
+            );
+        }
+        if Backoff::sleep(settings.interval, &cancel).await.is_err() {
+            break;
         }
     }
+}
+
+/// One short transaction: deletes up to a batch of expired messages and takes them out of the
+/// read API's aggregates (read_model::upkeep, the same lock order as the worker's insert, so
+/// retention and inserts never deadlock and `/stats` stays equal to a direct count). Returns how
+/// many were deleted.
+async fn delete_batch(db: &PgPool, settings: &RetentionSettings) -> Result<u64, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    let deleted: Vec<Change> = sqlx::query_as(DELETE_EXPIRED)
+        .bind(settings.days as i32)
+        .bind(i64::from(settings.batch_size))
+        .fetch_all(&mut *tx)
+        .await?;
+    let deleted: Changes = deleted.into_iter().collect();
+    upkeep::apply(&mut tx, &deleted, Direction::Removed).await?;
+    tx.commit().await?;
+    Ok(deleted.len() as u64)
 }

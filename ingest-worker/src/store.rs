@@ -1,47 +1,19 @@
-//! Writing a batch: one statement, idempotent on message_id, dead letters in the same statement.
+//! Writing a batch: its messages and dead letters in one statement, idempotent on message_id,
+//! and the read model's upkeep in the same transaction; when Postgres refuses a value, finding
+//! the rows it refuses so that only those become dead letters.
 
 use chrono::{DateTime, Utc};
-use ingest_shared::message::Message;
+use ingest_shared::read_model::upkeep::{self, Change, Changes, Direction};
 use sqlx::PgPool;
 
-pub struct Row {
-    pub message: Message,
-    pub stream_seq: i64,
-}
+use crate::batch::{Batch, DeadLetter, Row};
+use crate::consume::LOG_TARGET;
 
-pub struct DeadLetter {
-    pub stream_seq: i64,
-    pub subject: String,
-    pub payload: Vec<u8>,
-    pub reason: String,
-    pub request_id: Option<String>,
-}
+/// The whole statement, its parameters and why it is shaped so are described in the file.
+const STORE_BATCH: &str = include_str!("sql/store_batch.sql");
 
-/// Both inserts and the read API's aggregates in one statement (a data-modifying CTE), so a
-/// batch is one round trip and is committed whole or not at all. `DO NOTHING` also tolerates an
-/// id repeated inside the batch, and `RETURNING` yields only the rows really inserted, so the
-/// aggregates count each message once however often it is delivered. Messages are inserted
-/// sorted by id; the aggregates' lock order is in aggregates.rs.
-const STORE_BATCH: &str = concat!(
-    "
-WITH dead AS (
-    INSERT INTO dead_letters (stream_seq, subject, payload, reason, request_id)
-    SELECT * FROM UNNEST($8::bigint[], $9::text[], $10::bytea[], $11::text[], $12::text[])
-),
-inserted AS (
-    INSERT INTO messages (message_id, from_msisdn, to_msisdn, ts, ts_raw, text, stream_seq,
-                          msg_type)
-    SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[],
-                         $6::text[], $7::bigint[], $13::text[]) AS u(message_id)
-    ORDER BY u.message_id
-    ON CONFLICT (message_id) DO NOTHING
-    RETURNING from_msisdn, to_msisdn, ts
-),
-",
-    apply_to_aggregates!("inserted", "1")
-);
-
-/// Returns how many rows were new.
+/// Stores `rows` and `dead` in one transaction, committed whole or not at all, the aggregates
+/// included. Returns how many rows were new.
 pub async fn store_batch(
     pool: &PgPool,
     rows: &[Row],
@@ -71,7 +43,8 @@ pub async fn store_batch(
         seqs.push(row.stream_seq);
         kinds.push(m.kind.as_deref());
     }
-    let inserted: i64 = sqlx::query_scalar(STORE_BATCH)
+    let mut tx = pool.begin().await?;
+    let inserted: Vec<Change> = sqlx::query_as(STORE_BATCH)
         .bind(ids)
         .bind(froms)
         .bind(tos)
@@ -79,6 +52,7 @@ pub async fn store_batch(
         .bind(ts_raw)
         .bind(texts)
         .bind(seqs)
+        .bind(kinds)
         .bind(dead.iter().map(|d| d.stream_seq).collect::<Vec<_>>())
         .bind(dead.iter().map(|d| d.subject.as_str()).collect::<Vec<_>>())
         .bind(
@@ -92,10 +66,56 @@ pub async fn store_batch(
                 .map(|d| d.request_id.as_deref())
                 .collect::<Vec<_>>(),
         )
-        .bind(kinds)
-        .fetch_one(pool)
+        .fetch_all(&mut *tx)
         .await?;
-    Ok(inserted as u64)
+    let inserted: Changes = inserted.into_iter().collect();
+    upkeep::apply(&mut tx, &inserted, Direction::Added).await?;
+    tx.commit().await?;
+    Ok(inserted.len() as u64)
+}
+
+/// Stores the batch. When Postgres refuses it for a value, writes its rows one at a time so that
+/// only the ones refused become dead letters (marked so in `batch`). An error is one that
+/// retrying may outlast; the batch then holds what isolation found so far.
+pub async fn store(pool: &PgPool, batch: &mut Batch) -> Result<u64, sqlx::Error> {
+    let error = match store_batch(pool, batch.rows(), batch.dead_letters()).await {
+        Ok(inserted) => return Ok(inserted),
+        Err(error) => error,
+    };
+    if !is_permanent(&error) {
+        return Err(error);
+    }
+    tracing::warn!(target: LOG_TARGET, %error, "batch refused by postgres; isolating the bad rows");
+    match isolate(pool, batch).await {
+        Ok(inserted) => return Ok(inserted),
+        Err(error) if !is_permanent(&error) => {
+            tracing::warn!(target: LOG_TARGET, %error, "isolation interrupted by an outage");
+        }
+        Err(error) => {
+            tracing::error!(target: LOG_TARGET, %error, "isolation failed");
+        }
+    }
+    Err(error)
+}
+
+/// Writes the rows one at a time; a row Postgres refuses becomes a dead letter. Then the dead
+/// letters, alone.
+async fn isolate(pool: &PgPool, batch: &mut Batch) -> Result<u64, sqlx::Error> {
+    let mut inserted = 0;
+    let mut next = 0;
+    while let Some(row) = batch.rows().get(next) {
+        match store_batch(pool, std::slice::from_ref(row), &[]).await {
+            Ok(n) => {
+                inserted += n;
+                next += 1;
+            }
+            // The row leaves the rows, so the next one is now at `next`.
+            Err(error) if is_permanent(&error) => batch.refuse(next, &error),
+            Err(error) => return Err(error),
+        }
+    }
+    store_batch(pool, &[], batch.dead_letters()).await?;
+    Ok(inserted)
 }
 
 /// An error that retrying the same rows cannot fix (a value Postgres refuses), as opposed to an

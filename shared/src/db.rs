@@ -127,24 +127,20 @@ pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
     MIGRATOR.run(pool).await
 }
 
-/// Applies migrations, retrying with backoff until Postgres answers or `cancel` fires.
+/// Applies migrations, retrying on the shared schedule (crate::retry) until Postgres answers or
+/// `cancel` fires.
 pub async fn migrate_with_retry(pool: &PgPool, cancel: &tokio_util::sync::CancellationToken) {
-    let mut delays = crate::nats::backoff_delays();
-    loop {
-        match migrate(pool).await {
-            Ok(()) => {
-                tracing::info!("database schema is up to date");
-                return;
-            }
-            Err(error) => {
-                let delay = delays.next().unwrap_or(Duration::from_secs(5));
-                tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "migration failed");
-                tokio::select! {
-                    () = cancel.cancelled() => return,
-                    () = tokio::time::sleep(delay) => {}
-                }
-            }
-        }
+    let migrated = crate::retry::until_ok(
+        crate::retry::Backoff::new(),
+        cancel,
+        || migrate(pool),
+        |error, delay| {
+            tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "migration failed");
+        },
+    )
+    .await;
+    if migrated.is_some() {
+        tracing::info!("database schema is up to date");
     }
 }
 

@@ -11,6 +11,8 @@ pub mod nats;
 #[cfg(feature = "runtime")]
 pub mod read_model;
 #[cfg(feature = "runtime")]
+pub mod retry;
+#[cfg(feature = "runtime")]
 pub mod service;
 #[cfg(feature = "runtime")]
 pub mod shutdown;

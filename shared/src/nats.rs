@@ -94,28 +94,28 @@ pub async fn ensure_stream(
     js.create_or_update_stream(settings.stream_config()).await
 }
 
-/// Retries [`ensure_stream`] with backoff until it succeeds or `cancel` fires.
+/// Retries [`ensure_stream`] on the shared schedule (crate::retry) until it succeeds or `cancel`
+/// fires; `false` when cancelled.
 pub async fn ensure_stream_with_retry(
     js: &jetstream::Context,
     settings: &StreamSettings,
     cancel: &tokio_util::sync::CancellationToken,
 ) -> bool {
-    let mut delays = backoff_delays();
-    loop {
-        match ensure_stream(js, settings).await {
-            Ok(info) => {
-                tracing::info!(stream = %info.config.name, "jetstream stream ready");
-                return true;
-            }
-            Err(error) => {
-                let delay = delays.next().unwrap_or(Duration::from_secs(5));
-                tracing::warn!(%error, stream = %settings.stream, retry_in_ms = delay.as_millis() as u64, "stream setup failed");
-                tokio::select! {
-                    () = cancel.cancelled() => return false,
-                    () = tokio::time::sleep(delay) => {}
-                }
-            }
+    let ready = crate::retry::until_ok(
+        crate::retry::Backoff::new(),
+        cancel,
+        || ensure_stream(js, settings),
+        |error, delay| {
+            tracing::warn!(%error, stream = %settings.stream, retry_in_ms = delay.as_millis() as u64, "stream setup failed");
+        },
+    )
+    .await;
+    match ready {
+        Some(info) => {
+            tracing::info!(stream = %info.config.name, "jetstream stream ready");
+            true
         }
+        None => false,
     }
 }
 
@@ -156,17 +156,6 @@ impl ConsumerSettings {
             ..Default::default()
         }
     }
-}
-
-/// The retry schedule used everywhere: 100 ms doubling to 5 s, with jitter, for ever.
-pub fn backoff_delays() -> impl Iterator<Item = Duration> {
-    use backon::BackoffBuilder;
-    backon::ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(100))
-        .with_max_delay(Duration::from_secs(5))
-        .with_jitter()
-        .without_max_times()
-        .build()
 }
 
 #[cfg(test)]

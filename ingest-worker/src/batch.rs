@@ -1,0 +1,215 @@
+//! One batch of pulled messages: what is stored, what is dead-lettered, and the acks that follow.
+
+use std::collections::HashSet;
+use std::fmt::Display;
+
+use async_nats::jetstream::{self, AckKind};
+use ingest_shared::message::{self, Message};
+use ingest_shared::telemetry::{self, TRACEPARENT_HEADER};
+use ingest_shared::{RECEIVED_AT_HEADER, REQUEST_ID_HEADER};
+
+use crate::consume::LOG_TARGET;
+use crate::metrics::{MESSAGES_CONSUMED, REDELIVERIES};
+
+/// A message to insert.
+pub struct Row {
+    pub message: Message,
+    pub stream_seq: i64,
+    /// Which of the batch's messages it came from.
+    index: usize,
+}
+
+/// A message that can never be stored, kept in `dead_letters` for triage.
+pub struct DeadLetter {
+    pub stream_seq: i64,
+    pub subject: String,
+    pub payload: Vec<u8>,
+    pub reason: String,
+    pub request_id: Option<String>,
+}
+
+pub struct Batch {
+    messages: Vec<jetstream::Message>,
+    /// One per distinct message id, in the order pulled.
+    rows: Vec<Row>,
+    dead: Vec<DeadLetter>,
+    /// By message index: whether it became a dead letter (and is terminated, not acked).
+    dead_at: Vec<bool>,
+    /// Rows before any was refused by Postgres.
+    unique: usize,
+}
+
+impl Batch {
+    /// Parses the pulled messages: a message id seen before in the batch adds no row, and an
+    /// invalid payload becomes a dead letter at once.
+    pub fn new(messages: Vec<jetstream::Message>) -> Self {
+        ::metrics::counter!(MESSAGES_CONSUMED).increment(messages.len() as u64);
+        let mut batch = Self {
+            rows: Vec::with_capacity(messages.len()),
+            dead: Vec::new(),
+            dead_at: vec![false; messages.len()],
+            unique: 0,
+            messages,
+        };
+        let mut seen = HashSet::with_capacity(batch.messages.len());
+        for index in 0..batch.messages.len() {
+            let trace = batch.trace(index);
+            let parsed = message::parse(&batch.messages[index].payload);
+            if trace.delivered > 1 {
+                ::metrics::counter!(REDELIVERIES).increment(1);
+                tracing::warn!(
+                    target: LOG_TARGET,
+                    request_id = trace.request_id,
+                    trace_id = trace.trace_id,
+                    message_id = parsed.as_ref().ok().map(|m| m.message_id.as_str()),
+                    stream_seq = trace.seq,
+                    delivered = trace.delivered,
+                    "redelivered message"
+                );
+            }
+            match parsed {
+                Ok(message) => {
+                    if seen.insert(message.message_id.clone()) {
+                        batch.rows.push(Row {
+                            message,
+                            stream_seq: trace.seq,
+                            index,
+                        });
+                    }
+                }
+                Err(errors) => {
+                    // The reason names fields and rules, never the payload.
+                    tracing::error!(
+                        target: LOG_TARGET,
+                        request_id = trace.request_id,
+                        trace_id = trace.trace_id,
+                        stream_seq = trace.seq,
+                        reason = %errors,
+                        "invalid payload; dead-lettering"
+                    );
+                    batch.dead_letter(index, format!("invalid message: {errors}"));
+                }
+            }
+        }
+        batch.unique = batch.rows.len();
+        batch
+    }
+
+    /// Messages pulled, dead letters and duplicates included.
+    pub fn len(&self) -> usize {
+        self.messages.len()
+    }
+
+    /// The rows to insert.
+    pub fn rows(&self) -> &[Row] {
+        &self.rows
+    }
+
+    pub fn dead_letters(&self) -> &[DeadLetter] {
+        &self.dead
+    }
+
+    /// Distinct message ids among the valid payloads.
+    pub fn unique(&self) -> usize {
+        self.unique
+    }
+
+    /// Turns row `row` (its position in [`Batch::rows`]) into a dead letter: Postgres refuses it.
+    pub fn refuse(&mut self, row: usize, error: &dyn Display) {
+        let row = self.rows.remove(row);
+        let trace = self.trace(row.index);
+        tracing::error!(
+            target: LOG_TARGET,
+            %error,
+            request_id = trace.request_id,
+            trace_id = trace.trace_id,
+            message_id = %row.message.message_id,
+            stream_seq = row.stream_seq,
+            "row refused by postgres; dead-lettering"
+        );
+        self.dead_letter(row.index, format!("refused by postgres: {error}"));
+    }
+
+    /// The one way a message becomes a dead letter.
+    fn dead_letter(&mut self, index: usize, reason: String) {
+        let m = &self.messages[index];
+        self.dead.push(DeadLetter {
+            stream_seq: self.trace(index).seq,
+            subject: m.subject.to_string(),
+            payload: m.payload.to_vec(),
+            reason,
+            request_id: header(m, REQUEST_ID_HEADER).map(str::to_owned),
+        });
+        self.dead_at[index] = true;
+    }
+
+    /// The messages stored (or already stored): every one but the dead letters.
+    pub fn committed(&self) -> Vec<Trace<'_>> {
+        (0..self.messages.len())
+            .filter(|&index| !self.dead_at[index])
+            .map(|index| self.trace(index))
+            .collect()
+    }
+
+    /// After the commit: acks the stored messages, terminates the dead letters.
+    pub async fn ack(&self) {
+        for (m, &dead) in self.messages.iter().zip(&self.dead_at) {
+            let kind = if dead { AckKind::Term } else { AckKind::Ack };
+            if let Err(error) = m.ack_with(kind).await {
+                // Only a redelivery follows, which the upsert absorbs.
+                tracing::warn!(target: LOG_TARGET, %error, "ack not sent");
+            }
+        }
+    }
+
+    /// Gives every message back to JetStream for redelivery now, rather than after the ack wait.
+    pub async fn hand_back(&self) {
+        for m in &self.messages {
+            let _ = m.ack_with(AckKind::Nak(None)).await;
+        }
+    }
+
+    /// Asks JetStream to wait another ack wait before redelivering the messages.
+    pub async fn in_progress(&self) {
+        for m in &self.messages {
+            let _ = m.ack_with(AckKind::Progress).await;
+        }
+    }
+
+    fn trace(&self, index: usize) -> Trace<'_> {
+        Trace::of(&self.messages[index])
+    }
+}
+
+fn header<'a>(m: &'a jetstream::Message, name: &str) -> Option<&'a str> {
+    m.headers.as_ref()?.get(name).map(|v| v.as_str())
+}
+
+/// What a worker log line needs to name a message: the ids the gateway sent along in headers.
+pub struct Trace<'a> {
+    pub seq: i64,
+    pub delivered: i64,
+    pub request_id: Option<&'a str>,
+    pub trace_id: Option<&'a str>,
+    /// From `Nats-Msg-Id`, which the gateway sets to the message id.
+    pub message_id: Option<&'a str>,
+    pub received_at_us: Option<u128>,
+}
+
+impl<'a> Trace<'a> {
+    pub fn of(m: &'a jetstream::Message) -> Self {
+        let (seq, delivered) = m
+            .info()
+            .map(|i| (i.stream_sequence as i64, i.delivered))
+            .unwrap_or((0, 1));
+        Self {
+            seq,
+            delivered,
+            request_id: header(m, REQUEST_ID_HEADER),
+            // Re-validated: anything can publish to the subject, and the value goes into logs.
+            trace_id: header(m, TRACEPARENT_HEADER).and_then(telemetry::trace_id_from_traceparent),
+            message_id: header(m, "Nats-Msg-Id"),
+            received_at_us: header(m, RECEIVED_AT_HEADER).and_then(|v| v.parse().ok()),
+        }
+    }
+}
