@@ -208,7 +208,14 @@ mod compose {
         let names: BTreeSet<&str> = services.keys().map(String::as_str).collect();
         assert_eq!(
             names,
-            BTreeSet::from(["gateway", "grafana", "nats", "postgres", "prometheus", "worker"])
+            BTreeSet::from([
+                "gateway",
+                "grafana",
+                "nats",
+                "postgres",
+                "prometheus",
+                "worker"
+            ])
         );
         for (name, service) in &services {
             let test = strings(&service["healthcheck"]["test"]);
@@ -379,7 +386,10 @@ mod compose {
         );
         let alerts = read("deploy/prometheus/alerts.yml");
         for job in jobs.keys() {
-            assert!(alerts.contains(job.as_str()), "alerts.yml does not know job {job}");
+            assert!(
+                alerts.contains(job.as_str()),
+                "alerts.yml does not know job {job}"
+            );
         }
     }
 
@@ -396,11 +406,12 @@ mod compose {
             .find(|(host, _)| host == "./deploy/grafana/ingest-dashboard.json")
             .map(|(_, container)| container.clone())
             .expect("the dashboard is mounted");
-        let providers: Value = serde_yaml_ng::from_str(&read(
-            "deploy/grafana/provisioning/dashboards/ingest.yml",
-        ))
-        .unwrap();
-        let folder = providers["providers"][0]["options"]["path"].as_str().unwrap();
+        let providers: Value =
+            serde_yaml_ng::from_str(&read("deploy/grafana/provisioning/dashboards/ingest.yml"))
+                .unwrap();
+        let folder = providers["providers"][0]["options"]["path"]
+            .as_str()
+            .unwrap();
         assert_eq!(Path::new(&dashboard).parent(), Some(Path::new(folder)));
         let sources: Value = serde_yaml_ng::from_str(&read(
             "deploy/grafana/provisioning/datasources/prometheus.yml",

@@ -7,6 +7,8 @@ use ingest_shared::config::{
 };
 use ingest_shared::nats::StreamSettings;
 use ingest_shared::signature::WebhookSecrets;
+
+use crate::access::Tokens;
 use secrecy::SecretString;
 
 /// Everything the gateway reads from the environment, parsed once at start-up.
@@ -23,6 +25,10 @@ pub struct Config {
     pub whatsapp_verify_token: Option<SecretString>,
     /// Meta app secret(s) for `X-Hub-Signature-256`; unset, every WhatsApp POST is 401.
     pub whatsapp_secrets: WebhookSecrets,
+    /// Bearer tokens for the read API; empty, it is open.
+    pub read_tokens: Tokens,
+    /// Bearer tokens for `/admin/*`; empty, those routes do not exist (404).
+    pub admin_tokens: Tokens,
     pub database_url: SecretUrl,
     pub db_max_connections: u32,
     /// Where the read API queries: a replica, or (by default) the same database.
@@ -76,6 +82,8 @@ impl Config {
             whatsapp_secrets: WebhookSecrets::from_list(
                 &env.get("WHATSAPP_APP_SECRET").unwrap_or_default(),
             ),
+            read_tokens: Tokens::from_list(&env.get("READ_TOKENS").unwrap_or_default()),
+            admin_tokens: Tokens::from_list(&env.get("ADMIN_TOKENS").unwrap_or_default()),
             database_read_url: SecretUrl::new(string_or(env, "DATABASE_READ_URL", &database_url)),
             database_url: SecretUrl::new(database_url),
             db_max_connections: parse_in_range(env, "GATEWAY_DB_MAX_CONNECTIONS", 8, 1..=1000)?,

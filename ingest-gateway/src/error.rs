@@ -32,6 +32,8 @@ pub enum ApiError {
     },
     #[error("internal error")]
     Internal,
+    #[error("not authenticated")]
+    NotAuthenticated,
     #[error("not found")]
     NotFound,
     #[error("method not allowed")]
@@ -51,6 +53,7 @@ impl ApiError {
             | ApiError::UnsupportedMediaType
             | ApiError::BodyTimeout
             | ApiError::BadBody
+            | ApiError::NotAuthenticated
             | ApiError::NotFound
             | ApiError::MethodNotAllowed => "validation_error",
         }
@@ -126,6 +129,7 @@ impl IntoResponse for ApiError {
                 StatusCode::INTERNAL_SERVER_ERROR,
                 json!("internal server error"),
             ),
+            ApiError::NotAuthenticated => (StatusCode::UNAUTHORIZED, json!("not authenticated")),
             ApiError::NotFound => (StatusCode::NOT_FOUND, json!("Not Found")),
             ApiError::MethodNotAllowed => {
                 (StatusCode::METHOD_NOT_ALLOWED, json!("Method Not Allowed"))
@@ -141,6 +145,11 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        if let ApiError::NotAuthenticated = self {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         if let ApiError::Unavailable {
             retry_after_secs, ..

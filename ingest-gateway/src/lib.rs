@@ -1,6 +1,7 @@
 //! The HTTP edge: verifies and validates webhooks, stores them in JetStream, and serves health
 //! and metrics. `main.rs` is a thin shell over [`Application`], so tests run it in-process.
 
+mod access;
 mod config;
 mod consistency;
 mod error;
@@ -144,13 +145,17 @@ fn router(state: AppState) -> Router {
         .merge(routes::whatsapp::router())
         .merge(reads(state.clone()))
         .split_for_parts();
+    let document = openapi::router(documented).route_layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        access::require_read,
+    ));
     // Routes merged before `bounded` share the concurrency bound and the request deadline.
     let api = overload::bounded(api, &state.config);
     Router::new()
         .merge(api)
         .merge(routes::health::router())
         .merge(routes::metrics::router())
-        .merge(openapi::router(documented))
+        .merge(document)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
@@ -161,14 +166,19 @@ fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// The read API: every route waits for read-your-writes first (consistency.rs).
+/// The read API: behind `READ_TOKENS` when set (access.rs), and every route waits for
+/// read-your-writes (consistency.rs) once the caller is admitted.
 fn reads(state: AppState) -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .merge(routes::messages::router())
         .merge(routes::stats::router())
         .route_layer(axum::middleware::from_fn_with_state(
-            state,
+            state.clone(),
             consistency::layer,
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state,
+            access::require_read,
         ))
 }
 

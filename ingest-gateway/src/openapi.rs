@@ -28,9 +28,24 @@ use crate::state::AppState;
         (name = "ingest", description = "Receiving webhooks"),
         (name = "read", description = "Querying what was stored"),
         (name = "ops", description = "Health, metrics and this document")
-    )
+    ),
+    modifiers(&BearerTokens)
 )]
 struct Frame;
+
+/// The `bearer` scheme the read and admin routes name (`READ_TOKENS`, `ADMIN_TOKENS`).
+struct BearerTokens;
+
+impl utoipa::Modify for BearerTokens {
+    fn modify(&self, document: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = document.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
 
 /// The rendered document, made once at start-up; a render error is answered 500 and logged.
 #[derive(Clone)]
@@ -58,7 +73,11 @@ pub fn router(routes: utoipa::openapi::OpenApi) -> Router<AppState> {
     path = "/openapi.json",
     tag = "ops",
     summary = "This OpenAPI 3 document",
-    responses((status = 200, description = "The document", content_type = "application/json", body = Object))
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The document", content_type = "application/json", body = Object),
+        (status = 401, description = "`READ_TOKENS` is set and no valid bearer token was sent", body = crate::error::DetailBody),
+    )
 )]
 async fn openapi_json(State(document): State<Document>) -> Response {
     match document.0 {

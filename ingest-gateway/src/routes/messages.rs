@@ -61,6 +61,7 @@ pub struct MessagesPage {
     get,
     path = "/messages",
     tag = "read",
+    security((), ("bearer" = [])),
     summary = "List stored messages",
     description = "Messages in `ts ASC, message_id ASC` order. Filters combine with AND. \
         Paginate with `limit`/`offset`, or with `cursor` (keyset: the same cost on every page, \
@@ -76,6 +77,7 @@ pub struct MessagesPage {
             ("Preference-Applied" = String, description = "The `Prefer` preferences applied"),
         )),
         (status = 422, description = "A query parameter is invalid", body = crate::error::ValidationErrorBody),
+        (status = 401, description = "`READ_TOKENS` is set and no valid bearer token was sent", body = crate::error::DetailBody),
         (status = 503, description = "The database is unavailable; retry later", body = crate::error::DetailBody),
     )
 )]

@@ -44,6 +44,7 @@ pub struct Stats {
     get,
     path = "/stats",
     tag = "read",
+    security((), ("bearer" = [])),
     summary = "Totals over every stored message",
     description = "Read-your-writes, as `/messages`: every message answered 200 before this \
         request began is counted (see the `Consistency` response header).",
@@ -53,6 +54,7 @@ pub struct Stats {
             ("Consistency" = String, description = "`fresh`, `stale` (the wait timed out or NATS was unreachable) or `skipped` (opted out)"),
             ("Preference-Applied" = String, description = "The `Prefer` preferences applied"),
         )),
+        (status = 401, description = "`READ_TOKENS` is set and no valid bearer token was sent", body = crate::error::DetailBody),
         (status = 503, description = "The database is unavailable; retry later", body = crate::error::DetailBody),
     )
 )]
