@@ -2,8 +2,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use ingest_shared::config::{
-    ConfigError, DEFAULT_DATABASE_URL, Env, SecretUrl, millis_or, parse_in_range, parse_or,
-    string_or,
+    ConfigError, DEFAULT_DATABASE_URL, Env, SecretUrl, millis_or, parse_in_range, parse_or, secret,
+    string_or, string_or_var,
 };
 use ingest_shared::nats::StreamSettings;
 use ingest_shared::signature::WebhookSecrets;
@@ -61,22 +61,25 @@ pub struct Config {
 impl Config {
     pub fn from_env(env: &dyn Env) -> Result<Self, ConfigError> {
         let database_url = string_or(env, "DATABASE_URL", DEFAULT_DATABASE_URL);
+        let webhook_secret = secret(env, "WEBHOOK_SECRET").unwrap_or_default();
         Ok(Self {
             addr: parse_or(env, "GATEWAY_ADDR", SocketAddr::from(([0, 0, 0, 0], 8000)))?,
-            secrets: WebhookSecrets::from_list(&env.get("WEBHOOK_SECRET").unwrap_or_default()),
-            standard_secrets: WebhookSecrets::from_standard_list(
-                &env.get("WEBHOOK_SECRET").unwrap_or_default(),
-            ),
+            secrets: WebhookSecrets::from_list(&webhook_secret),
+            standard_secrets: WebhookSecrets::from_standard_list(&webhook_secret),
             schemes: Schemes::parse(&string_or(env, "WEBHOOK_SCHEMES", "x-signature"))?,
             tolerance_secs: parse_in_range(env, "WEBHOOK_TOLERANCE_SECS", 300, 1..=86_400)?,
-            whatsapp_verify_token: env
-                .get("WHATSAPP_VERIFY_TOKEN")
+            whatsapp_verify_token: secret(env, "WHATSAPP_VERIFY_TOKEN")
                 .filter(|t| !t.trim().is_empty())
                 .map(SecretString::from),
             whatsapp_secrets: WebhookSecrets::from_list(
-                &env.get("WHATSAPP_APP_SECRET").unwrap_or_default(),
+                &secret(env, "WHATSAPP_APP_SECRET").unwrap_or_default(),
             ),
-            database_read_url: SecretUrl::new(string_or(env, "DATABASE_READ_URL", &database_url)),
+            database_read_url: SecretUrl::new(string_or_var(
+                env,
+                "DATABASE_READ_URL",
+                "DATABASE_URL",
+                &database_url,
+            )),
             database_url: SecretUrl::new(database_url),
             db_max_connections: parse_in_range(env, "GATEWAY_DB_MAX_CONNECTIONS", 8, 1..=1000)?,
             read_db_max_connections: parse_in_range(

@@ -1,6 +1,7 @@
 //! The HTTP edge: verifies and validates webhooks, stores them in JetStream, and serves health
 //! and metrics. `main.rs` is a thin shell over [`Application`], so tests run it in-process.
 
+mod cli;
 mod config;
 mod consistency;
 mod error;
@@ -9,6 +10,7 @@ mod openapi;
 mod overload;
 mod prefer;
 mod publisher;
+mod readiness;
 mod routes;
 mod serve;
 mod state;
@@ -21,10 +23,11 @@ use anyhow::Context as _;
 use async_nats::jetstream;
 use axum::Router;
 use axum::http::{Method, Uri};
-use ingest_shared::{db, nats, telemetry};
+use ingest_shared::{db, health, nats, ops, telemetry};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+pub use cli::Cli;
 pub use config::Config;
 pub use error::ApiError;
 pub use openapi::ApiDoc;
@@ -122,7 +125,11 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        tokio::spawn(observe::probe(self.state.clone(), self.background.clone()));
+        tokio::spawn(health::probe(
+            self.state.clone(),
+            readiness::PROBE_INTERVAL,
+            self.background.clone(),
+        ));
         let header_read_timeout = self.state.config.header_read_timeout;
         let served = serve::serve(self.listener, self.router, header_read_timeout, shutdown).await;
         self.background.cancel();
@@ -148,8 +155,10 @@ fn router(state: AppState) -> Router {
     );
     Router::new()
         .merge(api)
-        .merge(routes::health::router())
-        .merge(routes::metrics::router())
+        .merge(ops::router(
+            state.metrics.clone(),
+            env!("CARGO_PKG_VERSION"),
+        ))
         .merge(openapi::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -229,4 +238,4 @@ fn register_metrics(config: &Config) {
     }
 }
 
-ingest_shared::impl_service!(Application, Config, "ingest-gateway");
+ingest_shared::impl_service!(Application, Config, Cli, "ingest-gateway");
