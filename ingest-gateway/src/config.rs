@@ -7,7 +7,7 @@ use ingest_shared::config::{
 };
 use ingest_shared::nats::StreamSettings;
 use ingest_shared::signature::WebhookSecrets;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
 /// Everything the gateway reads from the environment, parsed once at start-up.
 #[derive(Debug, Clone)]
@@ -61,18 +61,20 @@ pub struct Config {
 impl Config {
     pub fn from_env(env: &dyn Env) -> Result<Self, ConfigError> {
         let database_url = string_or(env, "DATABASE_URL", DEFAULT_DATABASE_URL);
-        let webhook_secret = secret(env, "WEBHOOK_SECRET").unwrap_or_default();
+        let webhook_secret = secret(env, "WEBHOOK_SECRET");
+        let webhook_secret = webhook_secret.as_ref().map_or("", |s| s.expose_secret());
         Ok(Self {
             addr: parse_or(env, "GATEWAY_ADDR", SocketAddr::from(([0, 0, 0, 0], 8000)))?,
-            secrets: WebhookSecrets::from_list(&webhook_secret),
-            standard_secrets: WebhookSecrets::from_standard_list(&webhook_secret),
+            secrets: WebhookSecrets::from_list(webhook_secret),
+            standard_secrets: WebhookSecrets::from_standard_list(webhook_secret),
             schemes: Schemes::parse(&string_or(env, "WEBHOOK_SCHEMES", "x-signature"))?,
             tolerance_secs: parse_in_range(env, "WEBHOOK_TOLERANCE_SECS", 300, 1..=86_400)?,
             whatsapp_verify_token: secret(env, "WHATSAPP_VERIFY_TOKEN")
-                .filter(|t| !t.trim().is_empty())
-                .map(SecretString::from),
+                .filter(|t| !t.expose_secret().trim().is_empty()),
             whatsapp_secrets: WebhookSecrets::from_list(
-                &secret(env, "WHATSAPP_APP_SECRET").unwrap_or_default(),
+                secret(env, "WHATSAPP_APP_SECRET")
+                    .as_ref()
+                    .map_or("", |s| s.expose_secret()),
             ),
             database_read_url: SecretUrl::new(string_or_var(
                 env,

@@ -173,14 +173,14 @@ pub fn string_or_var(env: &dyn Env, name: &str, fallback_name: &str, fallback: &
 }
 
 /// A key or token with no default, exactly as set (the callers split and trim lists).
-pub fn secret(env: &dyn Env, name: &str) -> Option<String> {
+pub fn secret(env: &dyn Env, name: &str) -> Option<SecretString> {
     env.describe(VarDoc {
         name: name.to_owned(),
         default: None,
         range: None,
         secret: true,
     });
-    env.get(name)
+    env.get(name).map(SecretString::from)
 }
 
 pub fn millis_or(
