@@ -2,8 +2,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use ingest_shared::config::{
-    ConfigError, DEFAULT_DATABASE_URL, Env, SecretUrl, millis_or, parse_in_range, parse_or, secret,
-    string_or, string_or_var,
+    ConfigError, DEFAULT_DATABASE_URL, Env, SecretUrl, list_or, millis_or, parse_in_range,
+    parse_or, secret, string_or, string_or_var,
 };
 use ingest_shared::nats::StreamSettings;
 use ingest_shared::signature::WebhookSecrets;
@@ -67,7 +67,12 @@ impl Config {
             addr: parse_or(env, "GATEWAY_ADDR", SocketAddr::from(([0, 0, 0, 0], 8000)))?,
             secrets: WebhookSecrets::from_list(webhook_secret),
             standard_secrets: WebhookSecrets::from_standard_list(webhook_secret),
-            schemes: Schemes::parse(&string_or(env, "WEBHOOK_SCHEMES", "x-signature"))?,
+            schemes: Schemes::parse(&list_or(
+                env,
+                "WEBHOOK_SCHEMES",
+                "x-signature",
+                &Schemes::NAMES,
+            ))?,
             tolerance_secs: parse_in_range(env, "WEBHOOK_TOLERANCE_SECS", 300, 1..=86_400)?,
             whatsapp_verify_token: secret(env, "WHATSAPP_VERIFY_TOKEN")
                 .filter(|t| !t.expose_secret().trim().is_empty()),
@@ -138,6 +143,8 @@ pub struct Schemes {
 }
 
 impl Schemes {
+    const NAMES: [&str; 2] = ["x-signature", "standard-webhooks"];
+
     fn parse(list: &str) -> Result<Self, ConfigError> {
         let mut schemes = Schemes {
             x_signature: false,
@@ -150,9 +157,7 @@ impl Schemes {
                 other => {
                     return Err(ConfigError::Invalid {
                         name: "WEBHOOK_SCHEMES",
-                        reason: format!(
-                            "unknown scheme {other:?} (x-signature, standard-webhooks)"
-                        ),
+                        reason: format!("unknown scheme {other:?} ({})", Self::NAMES.join(", ")),
                     });
                 }
             }

@@ -162,6 +162,24 @@ pub fn string_or(env: &dyn Env, name: &str, default: &str) -> String {
         .unwrap_or_else(|| default.to_owned())
 }
 
+/// Like [`string_or`] for a comma-separated list of names from `allowed`, which `--help` shows;
+/// the caller checks the names.
+pub fn list_or(env: &dyn Env, name: &str, default: &str, allowed: &[&str]) -> String {
+    describe(
+        env,
+        name,
+        Some(default.to_owned()),
+        Some(format!(
+            "{} (one or more, comma-separated)",
+            allowed.join(", ")
+        )),
+    );
+    env.get(name)
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| default.to_owned())
+}
+
 /// Like [`string_or`], defaulting to another variable's value (`DATABASE_READ_URL` falls back
 /// to `DATABASE_URL`); `--help` names that variable rather than its default.
 pub fn string_or_var(env: &dyn Env, name: &str, fallback_name: &str, fallback: &str) -> String {
