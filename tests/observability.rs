@@ -729,6 +729,11 @@ async fn every_documented_metric_is_exported_and_the_dashboard_and_alerts_use_on
     let scrape = scrape(&env, &gateway)
         .await
         .merge(scrape(&env, &worker).await);
+    let build = [
+        ("version", env!("CARGO_PKG_VERSION")),
+        ("git_sha", ingest_shared::build_info::GIT_SHA),
+    ];
+    assert_eq!(scrape.get("build_info", &build), Some(1.0), "build_info");
 
     for result in ingest_gateway::WEBHOOK_RESULTS {
         assert!(

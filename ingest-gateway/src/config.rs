@@ -2,14 +2,14 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use ingest_shared::config::{
-    ConfigError, DEFAULT_DATABASE_URL, Env, SecretUrl, millis_or, parse_in_range, parse_or,
-    string_or,
+    ConfigError, DEFAULT_DATABASE_URL, Env, SecretUrl, list_or, millis_or, parse_in_range,
+    parse_or, secret, string_or, string_or_var,
 };
 use ingest_shared::nats::StreamSettings;
 use ingest_shared::signature::WebhookSecrets;
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::access::Tokens;
-use secrecy::SecretString;
 
 /// Everything the gateway reads from the environment, parsed once at start-up.
 #[derive(Debug, Clone)]
@@ -67,24 +67,34 @@ pub struct Config {
 impl Config {
     pub fn from_env(env: &dyn Env) -> Result<Self, ConfigError> {
         let database_url = string_or(env, "DATABASE_URL", DEFAULT_DATABASE_URL);
+        let webhook_secret = secret(env, "WEBHOOK_SECRET");
+        let webhook_secret = webhook_secret.as_ref().map_or("", |s| s.expose_secret());
         Ok(Self {
             addr: parse_or(env, "GATEWAY_ADDR", SocketAddr::from(([0, 0, 0, 0], 8000)))?,
-            secrets: WebhookSecrets::from_list(&env.get("WEBHOOK_SECRET").unwrap_or_default()),
-            standard_secrets: WebhookSecrets::from_standard_list(
-                &env.get("WEBHOOK_SECRET").unwrap_or_default(),
-            ),
-            schemes: Schemes::parse(&string_or(env, "WEBHOOK_SCHEMES", "x-signature"))?,
+            secrets: WebhookSecrets::from_list(webhook_secret),
+            standard_secrets: WebhookSecrets::from_standard_list(webhook_secret),
+            schemes: Schemes::parse(&list_or(
+                env,
+                "WEBHOOK_SCHEMES",
+                "x-signature",
+                &Schemes::NAMES,
+            ))?,
             tolerance_secs: parse_in_range(env, "WEBHOOK_TOLERANCE_SECS", 300, 1..=86_400)?,
-            whatsapp_verify_token: env
-                .get("WHATSAPP_VERIFY_TOKEN")
-                .filter(|t| !t.trim().is_empty())
-                .map(SecretString::from),
+            whatsapp_verify_token: secret(env, "WHATSAPP_VERIFY_TOKEN")
+                .filter(|t| !t.expose_secret().trim().is_empty()),
             whatsapp_secrets: WebhookSecrets::from_list(
-                &env.get("WHATSAPP_APP_SECRET").unwrap_or_default(),
+                secret(env, "WHATSAPP_APP_SECRET")
+                    .as_ref()
+                    .map_or("", |s| s.expose_secret()),
             ),
-            read_tokens: Tokens::from_list(&env.get("READ_TOKENS").unwrap_or_default()),
-            admin_tokens: Tokens::from_list(&env.get("ADMIN_TOKENS").unwrap_or_default()),
-            database_read_url: SecretUrl::new(string_or(env, "DATABASE_READ_URL", &database_url)),
+            read_tokens: tokens(env, "READ_TOKENS"),
+            admin_tokens: tokens(env, "ADMIN_TOKENS"),
+            database_read_url: SecretUrl::new(string_or_var(
+                env,
+                "DATABASE_READ_URL",
+                "DATABASE_URL",
+                &database_url,
+            )),
             database_url: SecretUrl::new(database_url),
             db_max_connections: parse_in_range(env, "GATEWAY_DB_MAX_CONNECTIONS", 8, 1..=1000)?,
             read_db_max_connections: parse_in_range(
@@ -141,6 +151,8 @@ pub struct Schemes {
 }
 
 impl Schemes {
+    const NAMES: [&str; 2] = ["x-signature", "standard-webhooks"];
+
     fn parse(list: &str) -> Result<Self, ConfigError> {
         let mut schemes = Schemes {
             x_signature: false,
@@ -153,9 +165,7 @@ impl Schemes {
                 other => {
                     return Err(ConfigError::Invalid {
                         name: "WEBHOOK_SCHEMES",
-                        reason: format!(
-                            "unknown scheme {other:?} (x-signature, standard-webhooks)"
-                        ),
+                        reason: format!("unknown scheme {other:?} ({})", Self::NAMES.join(", ")),
                     });
                 }
             }
@@ -168,4 +178,9 @@ impl Schemes {
         }
         Ok(schemes)
     }
+}
+
+/// A bearer token list (`READ_TOKENS`, `ADMIN_TOKENS`), read as a secret.
+fn tokens(env: &dyn Env, name: &str) -> Tokens {
+    Tokens::from_list(secret(env, name).as_ref().map_or("", |s| s.expose_secret()))
 }

@@ -2,6 +2,7 @@
 //! and metrics. `main.rs` is a thin shell over [`Application`], so tests run it in-process.
 
 mod access;
+mod cli;
 mod config;
 mod consistency;
 mod error;
@@ -13,6 +14,7 @@ mod overload;
 mod prefer;
 mod publisher;
 mod read;
+mod readiness;
 mod routes;
 mod serve;
 mod state;
@@ -25,12 +27,13 @@ use anyhow::Context as _;
 use async_nats::jetstream;
 use axum::Router;
 use axum::http::{Method, Uri};
-use ingest_shared::{db, nats, telemetry};
+use ingest_shared::{db, health, nats, ops, telemetry};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use utoipa_axum::router::OpenApiRouter;
 
 pub use crate::metrics::WEBHOOK_RESULTS;
+pub use cli::Cli;
 pub use config::Config;
 pub use error::ApiError;
 
@@ -124,7 +127,11 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        tokio::spawn(observe::probe(self.state.clone(), self.background.clone()));
+        tokio::spawn(health::probe(
+            self.state.clone(),
+            readiness::PROBE_INTERVAL,
+            self.background.clone(),
+        ));
         let header_read_timeout = self.state.config.header_read_timeout;
         let served = serve::serve(self.listener, self.router, header_read_timeout, shutdown).await;
         self.background.cancel();
@@ -153,8 +160,10 @@ fn router(state: AppState) -> Router {
     let api = overload::bounded(api, &state.config);
     Router::new()
         .merge(api)
-        .merge(routes::health::router())
-        .merge(routes::metrics::router())
+        .merge(ops::router(
+            state.metrics.clone(),
+            env!("CARGO_PKG_VERSION"),
+        ))
         .merge(document)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -207,4 +216,4 @@ async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
 }
 
-ingest_shared::impl_service!(Application, Config, "ingest-gateway");
+ingest_shared::impl_service!(Application, Config, Cli, "ingest-gateway");

@@ -21,7 +21,8 @@ const REQUEST_LATENCY: &str = "request_latency_ms";
 const SHED: &str = "gateway_shed_requests_total";
 const PUBLISH_LATENCY: &str = "gateway_publish_latency_ms";
 const NATS_CONNECTED: &str = "gateway_nats_connected";
-const READY: &str = "gateway_ready";
+/// Set by the shared readiness report (`ingest_shared::health`), which names its gauge.
+pub const READY: &str = "gateway_ready";
 const CONSISTENCY_OUTCOME: &str = "read_consistency_total";
 const CONSISTENCY_WAIT: &str = "read_consistency_wait_ms";
 const SIGNATURE_KEY_SLOT: &str = "webhook_signature_key_slot_total";

@@ -1,19 +1,16 @@
 //! One middleware for every request: the request id, the trace context, the access log line and
-//! the HTTP metrics. Also the gateway's periodic probe (readiness and NATS connection state as
-//! gauges).
+//! the HTTP metrics.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
 use ingest_shared::telemetry;
-use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::metrics;
-use crate::state::AppState;
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
@@ -125,23 +122,4 @@ pub async fn observe(mut request: Request, next: Next) -> Response {
         ),
     }
     response
-}
-
-/// How often the gateway re-checks readiness for the `gateway_ready` gauge. `/health/ready`
-/// calls update it too.
-const PROBE_INTERVAL: Duration = Duration::from_secs(5);
-
-/// Keeps `gateway_ready` and `gateway_nats_connected` current even when nothing calls
-/// `/health/ready`, so an alert on them does not depend on who probes the gateway.
-pub async fn probe(state: AppState, cancel: CancellationToken) {
-    loop {
-        let connected = state.nats.connection_state() == async_nats::connection::State::Connected;
-        metrics::nats_connected(connected);
-        // The check records `gateway_ready` itself.
-        let _ = crate::routes::health::check(&state).await;
-        tokio::select! {
-            () = cancel.cancelled() => return,
-            () = tokio::time::sleep(PROBE_INTERVAL) => {}
-        }
-    }
 }

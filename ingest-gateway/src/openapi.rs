@@ -3,8 +3,6 @@
 //! its schemas from the handler's own `#[utoipa::path]`, so no route is served undocumented. This
 //! file adds the title and the tags, and serves the result.
 
-mod ops;
-
 use std::sync::Arc;
 
 use axum::Router;
@@ -59,7 +57,7 @@ pub fn router(routes: utoipa::openapi::OpenApi) -> Router<AppState> {
         .split_for_parts();
     let mut document = Frame::openapi();
     document.merge(routes);
-    document.merge(ops::document());
+    document.merge(ingest_shared::ops::document());
     document.merge(own);
     let rendered = document
         .to_json()

@@ -2,8 +2,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use ingest_shared::config::{
-    ConfigError, DEFAULT_DATABASE_URL, Env, SecretUrl, millis_or, parse_in_range, parse_or,
-    secs_or, string_or,
+    ConfigError, DEFAULT_DATABASE_URL, Env, SecretUrl, millis_or, parse_in_range,
+    parse_opt_in_range, parse_or, secs_or, string_or,
 };
 use ingest_shared::nats::{ConsumerSettings, StreamSettings};
 
@@ -78,11 +78,9 @@ fn retention_from_env(env: &dyn Env) -> Result<Option<RetentionSettings>, Config
     let batch_size = parse_in_range(env, "RETENTION_BATCH_SIZE", 5000, 1..=1_000_000)?;
     let batch_pause = millis_or(env, "RETENTION_BATCH_PAUSE_MS", 100, 0..=60_000)?;
     let interval = secs_or(env, "RETENTION_INTERVAL_SECS", 3600, 1..=7 * 86_400)?;
-    if string_or(env, "RETENTION_DAYS", "").is_empty() {
-        return Ok(None);
-    }
-    Ok(Some(RetentionSettings {
-        days: parse_in_range(env, "RETENTION_DAYS", 1, 1..=36_500)?,
+    let days = parse_opt_in_range(env, "RETENTION_DAYS", 1..=36_500)?;
+    Ok(days.map(|days| RetentionSettings {
+        days,
         batch_size,
         batch_pause,
         interval,

@@ -3,12 +3,13 @@
 //! metrics over HTTP. `main.rs` is a thin shell over [`Application`], so tests run it in-process.
 
 mod batch;
+mod cli;
 mod commit;
 mod config;
 mod consume;
 mod metrics;
+mod readiness;
 pub mod retention;
-mod routes;
 mod state;
 mod store;
 
@@ -20,10 +21,11 @@ use std::time::Duration;
 use anyhow::Context as _;
 use async_nats::jetstream;
 use axum::Router;
-use ingest_shared::{db, telemetry};
+use ingest_shared::{db, health, ops, telemetry};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+pub use cli::Cli;
 pub use config::{Config, Faults};
 
 use state::{AppState, Inner};
@@ -99,7 +101,11 @@ impl Application {
                 consumer.run(cancel).await;
             })
         };
-        let lag = tokio::spawn(poll_lag(self.state.clone(), cancel.clone()));
+        let lag = tokio::spawn(health::probe(
+            self.state.clone(),
+            self.state.config.lag_poll,
+            cancel.clone(),
+        ));
         let retention = self.state.config.retention.clone().map(|settings| {
             tokio::spawn(retention::run(
                 self.state.db.clone(),
@@ -132,44 +138,11 @@ impl Application {
 
 fn router(state: AppState) -> Router {
     Router::new()
-        .merge(routes::health::router())
-        .merge(routes::metrics::router())
+        .merge(ops::router(
+            state.metrics.clone(),
+            env!("CARGO_PKG_VERSION"),
+        ))
         .with_state(state)
 }
 
-/// Consumer lag, pool use, NATS connection state and readiness for the metrics, refreshed every
-/// `LAG_POLL_SECS`, so alerts do not depend on anyone calling `/health/ready`.
-async fn poll_lag(state: AppState, cancel: CancellationToken) {
-    loop {
-        let info = async {
-            let stream = state
-                .jetstream
-                .get_stream(&state.config.nats.stream)
-                .await
-                .ok()?;
-            stream
-                .consumer_info(&state.config.consumer.durable)
-                .await
-                .ok()
-        };
-        if let Ok(Some(info)) = tokio::time::timeout(Duration::from_secs(5), info).await {
-            ::metrics::gauge!(metrics::CONSUMER_PENDING).set(info.num_pending as f64);
-            ::metrics::gauge!(metrics::CONSUMER_ACK_PENDING).set(info.num_ack_pending as f64);
-        }
-        let pool = &state.db;
-        ::metrics::gauge!(metrics::DB_POOL_CONNECTIONS, "state" => "idle")
-            .set(pool.num_idle() as f64);
-        ::metrics::gauge!(metrics::DB_POOL_CONNECTIONS, "state" => "in_use")
-            .set(pool.size().saturating_sub(pool.num_idle() as u32) as f64);
-        let connected = state.nats.connection_state() == async_nats::connection::State::Connected;
-        ::metrics::gauge!(metrics::NATS_CONNECTED).set(if connected { 1.0 } else { 0.0 });
-        // The check records `worker_ready` itself.
-        let _ = routes::health::check(&state).await;
-        tokio::select! {
-            () = cancel.cancelled() => return,
-            () = tokio::time::sleep(state.config.lag_poll) => {}
-        }
-    }
-}
-
-ingest_shared::impl_service!(Application, Config, "ingest-worker");
+ingest_shared::impl_service!(Application, Config, Cli, "ingest-worker");

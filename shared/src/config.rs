@@ -22,9 +22,38 @@ pub fn load_dotenv() {
     let _ = dotenvy::dotenv();
 }
 
+/// One variable as `--help` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VarDoc {
+    pub name: String,
+    /// As an operator would write it; `None` when unset means off or empty.
+    pub default: Option<String>,
+    /// The values accepted, when bounded (`1..=1000`).
+    pub range: Option<String>,
+    /// Keys and tokens: better kept out of the command line, where other users can see them.
+    pub secret: bool,
+}
+
 /// Any source of variables: the process environment in production, a map in tests.
 pub trait Env {
     fn get(&self, name: &str) -> Option<String>;
+
+    /// Every helper below announces the variable it is about to read. `--help` is made from
+    /// these announcements (cli.rs), so its defaults and ranges are the ones the code applies.
+    fn describe(&self, _var: VarDoc) {}
+}
+
+fn describe(env: &dyn Env, name: &str, default: Option<String>, range: Option<String>) {
+    env.describe(VarDoc {
+        name: name.to_owned(),
+        default,
+        range,
+        secret: false,
+    });
+}
+
+fn range_text<T: fmt::Display>(range: &std::ops::RangeInclusive<T>) -> String {
+    format!("{}..={}", range.start(), range.end())
 }
 
 pub struct ProcessEnv;
@@ -44,16 +73,47 @@ impl Env for std::collections::HashMap<String, String> {
 /// Reads `name`, treating unset and empty alike, and parses it, or returns `default`.
 pub fn parse_or<T>(env: &dyn Env, name: &'static str, default: T) -> Result<T, ConfigError>
 where
+    T: FromStr + fmt::Display,
+    T::Err: fmt::Display,
+{
+    describe(env, name, Some(default.to_string()), None);
+    Ok(parse_opt(env, name)?.unwrap_or(default))
+}
+
+/// `None` when unset or empty, else the parsed value.
+fn parse_opt<T>(env: &dyn Env, name: &'static str) -> Result<Option<T>, ConfigError>
+where
     T: FromStr,
     T::Err: fmt::Display,
 {
     match env.get(name).map(|v| v.trim().to_owned()) {
-        None => Ok(default),
-        Some(v) if v.is_empty() => Ok(default),
-        Some(v) => v.parse().map_err(|e: T::Err| ConfigError::Invalid {
+        None => Ok(None),
+        Some(v) if v.is_empty() => Ok(None),
+        Some(v) => v
+            .parse()
+            .map(Some)
+            .map_err(|e: T::Err| ConfigError::Invalid {
+                name,
+                reason: format!("{v:?}: {e}"),
+            }),
+    }
+}
+
+fn check_range<T>(
+    name: &'static str,
+    value: T,
+    range: &std::ops::RangeInclusive<T>,
+) -> Result<T, ConfigError>
+where
+    T: PartialOrd + fmt::Display,
+{
+    if range.contains(&value) {
+        Ok(value)
+    } else {
+        Err(ConfigError::Invalid {
             name,
-            reason: format!("{v:?}: {e}"),
-        }),
+            reason: format!("{value} is outside {}", range_text(range)),
+        })
     }
 }
 
@@ -68,22 +128,77 @@ where
     T: FromStr + PartialOrd + fmt::Display + Copy,
     T::Err: fmt::Display,
 {
-    let value = parse_or(env, name, default)?;
-    if range.contains(&value) {
-        Ok(value)
-    } else {
-        Err(ConfigError::Invalid {
-            name,
-            reason: format!("{value} is outside {}..={}", range.start(), range.end()),
-        })
-    }
+    describe(
+        env,
+        name,
+        Some(default.to_string()),
+        Some(range_text(&range)),
+    );
+    let value = parse_opt(env, name)?.unwrap_or(default);
+    check_range(name, value, &range)
+}
+
+/// Like [`parse_in_range`] for a variable with no default: unset or empty is `None`.
+pub fn parse_opt_in_range<T>(
+    env: &dyn Env,
+    name: &'static str,
+    range: std::ops::RangeInclusive<T>,
+) -> Result<Option<T>, ConfigError>
+where
+    T: FromStr + PartialOrd + fmt::Display + Copy,
+    T::Err: fmt::Display,
+{
+    describe(env, name, None, Some(range_text(&range)));
+    parse_opt(env, name)?
+        .map(|value| check_range(name, value, &range))
+        .transpose()
 }
 
 pub fn string_or(env: &dyn Env, name: &str, default: &str) -> String {
+    describe(env, name, Some(default.to_owned()), None);
     env.get(name)
         .map(|v| v.trim().to_owned())
         .filter(|v| !v.is_empty())
         .unwrap_or_else(|| default.to_owned())
+}
+
+/// Like [`string_or`] for a comma-separated list of names from `allowed`, which `--help` shows;
+/// the caller checks the names.
+pub fn list_or(env: &dyn Env, name: &str, default: &str, allowed: &[&str]) -> String {
+    describe(
+        env,
+        name,
+        Some(default.to_owned()),
+        Some(format!(
+            "{} (one or more, comma-separated)",
+            allowed.join(", ")
+        )),
+    );
+    env.get(name)
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| default.to_owned())
+}
+
+/// Like [`string_or`], defaulting to another variable's value (`DATABASE_READ_URL` falls back
+/// to `DATABASE_URL`); `--help` names that variable rather than its default.
+pub fn string_or_var(env: &dyn Env, name: &str, fallback_name: &str, fallback: &str) -> String {
+    describe(env, name, Some(fallback_name.to_owned()), None);
+    env.get(name)
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| fallback.to_owned())
+}
+
+/// A key or token with no default, exactly as set (the callers split and trim lists).
+pub fn secret(env: &dyn Env, name: &str) -> Option<SecretString> {
+    env.describe(VarDoc {
+        name: name.to_owned(),
+        default: None,
+        range: None,
+        secret: true,
+    });
+    env.get(name).map(SecretString::from)
 }
 
 pub fn millis_or(

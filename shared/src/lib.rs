@@ -1,13 +1,22 @@
-//! What the gateway and the worker share: configuration helpers, the message model and its
-//! validation, the signature check, the database schema, the JetStream topology and telemetry.
+//! What the gateway and the worker share: configuration helpers and the command line, the ops
+//! routes (health, metrics, build info), the message model and its validation, the signature
+//! check, the database schema, the JetStream topology and telemetry.
 
+#[cfg(feature = "runtime")]
+pub mod build_info;
+#[cfg(feature = "runtime")]
+pub mod cli;
 #[cfg(feature = "runtime")]
 pub mod config;
 #[cfg(feature = "runtime")]
 pub mod db;
+#[cfg(feature = "runtime")]
+pub mod health;
 pub mod message;
 #[cfg(feature = "runtime")]
 pub mod nats;
+#[cfg(feature = "runtime")]
+pub mod ops;
 #[cfg(feature = "runtime")]
 pub mod read_model;
 #[cfg(feature = "runtime")]

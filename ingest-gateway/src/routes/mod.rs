@@ -1,6 +1,4 @@
-pub mod health;
 pub mod messages;
-pub mod metrics;
 pub mod stats;
 pub mod webhook;
 pub mod whatsapp;

@@ -1,2 +1,0 @@
-pub mod health;
-pub mod metrics;
