@@ -100,13 +100,26 @@ impl Application {
             })
         };
         let lag = tokio::spawn(poll_lag(self.state.clone(), cancel.clone()));
-        let retention = self.state.config.retention.clone().map(|settings| {
-            tokio::spawn(retention::run(
+        // Each retention setting runs its own loop, whether or not the other is set.
+        let config = &self.state.config;
+        let retention: Vec<_> = [
+            (config.retention.clone(), retention::Expiring::Messages),
+            (
+                config.dead_letter_retention.clone(),
+                retention::Expiring::DeadLetters,
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(settings, what)| {
+            let settings = settings?;
+            Some(tokio::spawn(retention::run(
                 self.state.db.clone(),
                 settings,
+                what,
                 cancel.clone(),
-            ))
-        });
+            )))
+        })
+        .collect();
 
         let router = router(self.state.clone());
         let http_cancel = cancel.clone();
@@ -119,7 +132,7 @@ impl Application {
         let consumed = consuming.await;
         lag.abort();
         // Awaited, not aborted: a DELETE in flight finishes its (short) transaction first.
-        if let Some(retention) = retention {
+        for retention in retention {
             let _ = retention.await;
         }
         let _ = tokio::time::timeout(Duration::from_secs(2), self.state.nats.flush()).await;
@@ -137,8 +150,8 @@ fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Consumer lag, pool use, NATS connection state and readiness for the metrics, refreshed every
-/// `LAG_POLL_SECS`, so alerts do not depend on anyone calling `/health/ready`.
+/// Consumer lag, pool use, NATS connection state, stored dead letters and readiness for the
+/// metrics, refreshed every `LAG_POLL_SECS`, so alerts do not depend on anyone calling `/health/ready`.
 async fn poll_lag(state: AppState, cancel: CancellationToken) {
     loop {
         let info = async {
@@ -163,6 +176,15 @@ async fn poll_lag(state: AppState, cancel: CancellationToken) {
             .set(pool.size().saturating_sub(pool.num_idle() as u32) as f64);
         let connected = state.nats.connection_state() == async_nats::connection::State::Connected;
         ::metrics::gauge!(metrics::NATS_CONNECTED).set(if connected { 1.0 } else { 0.0 });
+        // Before the migration has run the table lacks `kind`: the gauges keep their last value.
+        match store::dead_letters_by_kind(&state.db).await {
+            Ok(counts) => {
+                for (kind, count) in counts {
+                    metrics::dead_letters_stored(kind, count);
+                }
+            }
+            Err(error) => tracing::debug!(%error, "dead letters not counted"),
+        }
         // The check records `worker_ready` itself.
         let _ = routes::health::check(&state).await;
         tokio::select! {
