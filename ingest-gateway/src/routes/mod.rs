@@ -1,3 +1,4 @@
+pub mod dead_letters;
 pub mod health;
 pub mod messages;
 pub mod metrics;
