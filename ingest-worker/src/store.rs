@@ -215,7 +215,12 @@ mod tests {
 
     #[test]
     fn identical_payloads_are_sent_once_with_their_count_and_latest_delivery() {
-        let dead = [letter("a", 1), letter("b", 2), letter("a", 3), letter("a", 4)];
+        let dead = [
+            letter("a", 1),
+            letter("b", 2),
+            letter("a", 3),
+            letter("a", 4),
+        ];
         let distinct = distinct_payloads(&dead);
         let seen: Vec<_> = distinct
             .iter()
