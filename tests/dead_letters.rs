@@ -732,3 +732,28 @@ async fn a_dead_letter_changed_during_its_redrive_is_kept() {
     assert_eq!(env.stream_messages().await, 1, "the bytes were published");
     gateway.stop().await.unwrap();
 }
+
+/// JetStream unreachable: a redrive is a 503 with Retry-After, like /webhook, and the dead letter
+/// stays; the bulk redrive too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jetstream_unreachable_means_503_and_the_dead_letter_stays() {
+    let env = TestEnv::new().await;
+    // A port nothing listens on; the database is there (TestEnv migrated it).
+    let gateway = env
+        .start_gateway(
+            env.gateway_config(&[("ADMIN_TOKENS", ADMIN), ("NATS_URL", "nats://127.0.0.1:9")]),
+        )
+        .await;
+    let ids = insert_dead(&env, &[("refused by postgres: x", "refused", 1)]).await;
+    let one = format!("/admin/dead-letters/{}/redrive", ids[0]);
+    for path in [one.as_str(), "/admin/dead-letters/redrive"] {
+        let (status, body, headers) = admin(&env, &gateway, reqwest::Method::POST, path).await;
+        assert_eq!(status, 503, "{path}: {body}");
+        assert_eq!(headers["retry-after"], "1", "{path}");
+        assert!(body["detail"].is_string(), "{body}");
+    }
+    assert_eq!(sql_i64(&env, "SELECT count(*) FROM dead_letters").await, 1);
+    // Listing needs no JetStream.
+    assert_eq!(get(&env, &gateway, "/admin/dead-letters").await.0, 200);
+    gateway.stop().await.unwrap();
+}
