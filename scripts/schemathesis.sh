@@ -28,6 +28,10 @@ ID=st$$
 export WEBHOOK_SECRET=${WEBHOOK_SECRET:-schemathesis-secret}
 export NATS_STREAM=SCHEMATHESIS_$ID NATS_SUBJECT=schemathesis.$ID NATS_CONSUMER=schemathesis-$ID
 export GATEWAY_ADDR=127.0.0.1:$PORT WORKER_ADDR=127.0.0.1:$((PORT + 1)) LOG_LEVEL=warn
+# One token opens both the read API and /admin, so every operation is exercised behind its gate
+# (the 401s are covered by tests/access.rs).
+TOKEN=schemathesis-token-$ID
+export READ_TOKENS=$TOKEN ADMIN_TOKENS=$TOKEN
 
 # A database and a stream of this run's own, dropped on exit: nothing lands in DATABASE_URL's
 # database, which is the one scripts/run.sh serves.
@@ -72,7 +76,7 @@ for _ in $(seq 1 150); do
   sleep 0.2
 done
 
-if ! curl -fsS "http://127.0.0.1:$PORT/openapi.json" -o /dev/null; then
+if ! curl -fsS -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$PORT/openapi.json" -o /dev/null; then
   echo "[schemathesis] skipped: the gateway serves no /openapi.json yet" >&2
   exit 0
 fi
@@ -82,6 +86,7 @@ fi
 # positive_data_acceptance is left out: `cursor` is an opaque token that only this API makes, so a
 # random string that fits its schema is rightly refused (422).
 "$VENV/bin/schemathesis" run "http://127.0.0.1:$PORT/openapi.json" \
+  -H "Authorization: Bearer $TOKEN" \
   --checks all \
   --exclude-checks positive_data_acceptance \
   --max-examples "${SCHEMATHESIS_MAX_EXAMPLES:-100}" \

@@ -36,6 +36,10 @@ pub enum ApiError {
     NotAuthenticated,
     #[error("not found")]
     NotFound,
+    /// A redrive's PubAck said `duplicate`: the id is inside the stream's duplicate window, so
+    /// nothing was delivered (409 with `Retry-After`).
+    #[error("inside the duplicate window")]
+    DuplicateWindow { retry_after_secs: u64 },
     #[error("method not allowed")]
     MethodNotAllowed,
 }
@@ -55,6 +59,7 @@ impl ApiError {
             | ApiError::BadBody
             | ApiError::NotAuthenticated
             | ApiError::NotFound
+            | ApiError::DuplicateWindow { .. }
             | ApiError::MethodNotAllowed => "validation_error",
         }
     }
@@ -131,6 +136,13 @@ impl IntoResponse for ApiError {
             ),
             ApiError::NotAuthenticated => (StatusCode::UNAUTHORIZED, json!("not authenticated")),
             ApiError::NotFound => (StatusCode::NOT_FOUND, json!("Not Found")),
+            ApiError::DuplicateWindow { retry_after_secs } => (
+                StatusCode::CONFLICT,
+                json!(format!(
+                    "the message id is inside JetStream's duplicate window, so nothing was \
+                     redriven; retry in {retry_after_secs} s (the dead letter is kept)"
+                )),
+            ),
             ApiError::MethodNotAllowed => {
                 (StatusCode::METHOD_NOT_ALLOWED, json!("Method Not Allowed"))
             }
@@ -153,7 +165,8 @@ impl IntoResponse for ApiError {
         }
         if let ApiError::Unavailable {
             retry_after_secs, ..
-        } = self
+        }
+        | ApiError::DuplicateWindow { retry_after_secs } = self
         {
             response
                 .headers_mut()
@@ -166,7 +179,7 @@ impl IntoResponse for ApiError {
 // The error bodies as the OpenAPI document describes them (doc comments become descriptions
 // there); `ApiError::into_response` writes them.
 
-/// `{"detail":"..."}`: 401, 404, 405, 408, 413, 415, 500, 503.
+/// `{"detail":"..."}`: 401, 404, 405, 408, 409, 413, 415, 500, 503.
 #[derive(Serialize, ToSchema)]
 pub struct DetailBody {
     #[schema(example = "invalid signature")]

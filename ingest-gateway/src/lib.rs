@@ -5,6 +5,7 @@ mod access;
 mod cli;
 mod config;
 mod consistency;
+mod dead_letters;
 mod error;
 mod ingest;
 mod metrics;
@@ -151,6 +152,7 @@ fn router(state: AppState) -> Router {
         .merge(routes::webhook::router())
         .merge(routes::whatsapp::router())
         .merge(reads(state.clone()))
+        .merge(admin(state.clone()))
         .split_for_parts();
     let document = openapi::router(documented).route_layer(axum::middleware::from_fn_with_state(
         state.clone(),
@@ -188,6 +190,17 @@ fn reads(state: AppState) -> OpenApiRouter<AppState> {
         .route_layer(axum::middleware::from_fn_with_state(
             state,
             access::require_read,
+        ))
+}
+
+/// The admin API (`/admin/*`): absent (404) while `ADMIN_TOKENS` is unset, else only with one
+/// of its tokens (access.rs). No read-your-writes wait: it reads the primary directly.
+fn admin(state: AppState) -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .merge(routes::dead_letters::router())
+        .route_layer(axum::middleware::from_fn_with_state(
+            state,
+            access::require_admin,
         ))
 }
 

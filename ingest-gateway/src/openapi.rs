@@ -25,6 +25,7 @@ use crate::state::AppState;
     tags(
         (name = "ingest", description = "Receiving webhooks"),
         (name = "read", description = "Querying what was stored"),
+        (name = "admin", description = "Dead letters: triage, redrive, delete (`ADMIN_TOKENS`)"),
         (name = "ops", description = "Health, metrics and this document")
     ),
     modifiers(&BearerTokens)

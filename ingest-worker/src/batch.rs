@@ -7,6 +7,7 @@ use async_nats::jetstream::{self, AckKind};
 use ingest_shared::message::{self, Message};
 use ingest_shared::telemetry::{self, TRACEPARENT_HEADER};
 use ingest_shared::{RECEIVED_AT_HEADER, REQUEST_ID_HEADER};
+use sha2::{Digest, Sha256};
 
 use crate::consume::LOG_TARGET;
 use crate::metrics::{MESSAGES_CONSUMED, REDELIVERIES};
@@ -19,8 +20,31 @@ pub struct Row {
     index: usize,
 }
 
+/// Why a message is a dead letter: the `kind` column of `dead_letters`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// The payload is not a valid message.
+    Invalid,
+    /// The payload is valid, and Postgres refused its row (a constraint, a value out of range).
+    Refused,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 2] = [Kind::Invalid, Kind::Refused];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Invalid => "invalid",
+            Kind::Refused => "refused",
+        }
+    }
+}
+
 /// A message that can never be stored, kept in `dead_letters` for triage.
 pub struct DeadLetter {
+    pub kind: Kind,
+    /// Hex SHA-256 of the payload: the same bytes failing again update one row.
+    pub dedup_key: String,
     pub stream_seq: i64,
     pub subject: String,
     pub payload: Vec<u8>,
@@ -87,7 +111,7 @@ impl Batch {
                         reason = %errors,
                         "invalid payload; dead-lettering"
                     );
-                    batch.dead_letter(index, format!("invalid message: {errors}"));
+                    batch.dead_letter(index, Kind::Invalid, format!("invalid message: {errors}"));
                 }
             }
         }
@@ -127,13 +151,19 @@ impl Batch {
             stream_seq = row.stream_seq,
             "row refused by postgres; dead-lettering"
         );
-        self.dead_letter(row.index, format!("refused by postgres: {error}"));
+        self.dead_letter(
+            row.index,
+            Kind::Refused,
+            format!("refused by postgres: {error}"),
+        );
     }
 
     /// The one way a message becomes a dead letter.
-    fn dead_letter(&mut self, index: usize, reason: String) {
+    fn dead_letter(&mut self, index: usize, kind: Kind, reason: String) {
         let m = &self.messages[index];
         self.dead.push(DeadLetter {
+            kind,
+            dedup_key: hex::encode(Sha256::digest(&m.payload)),
             stream_seq: self.trace(index).seq,
             subject: m.subject.to_string(),
             payload: m.payload.to_vec(),

@@ -27,6 +27,8 @@ pub struct Config {
     pub lag_poll: Duration,
     /// `None` (RETENTION_DAYS unset): messages are kept for ever.
     pub retention: Option<RetentionSettings>,
+    /// `None` (DEAD_LETTER_RETENTION_DAYS unset): dead letters are kept for ever.
+    pub dead_letter_retention: Option<RetentionSettings>,
     pub log_level: String,
     /// Fault injection for tests; always off in the binary.
     #[doc(hidden)]
@@ -64,7 +66,8 @@ impl Config {
             batch_wait: millis_or(env, "BATCH_WAIT_MS", 20, 1..=60_000)?,
             batches_in_flight: parse_in_range(env, "BATCHES_IN_FLIGHT", 2, 1..=16)?,
             lag_poll: secs_or(env, "LAG_POLL_SECS", 5, 1..=3600)?,
-            retention: retention_from_env(env)?,
+            retention: retention_from_env(env, "RETENTION_DAYS")?,
+            dead_letter_retention: retention_from_env(env, "DEAD_LETTER_RETENTION_DAYS")?,
             log_level: string_or(env, "LOG_LEVEL", "info"),
             faults: Faults::default(),
         })
@@ -74,11 +77,16 @@ impl Config {
 /// Unset or empty keeps messages for ever; 0 is refused rather than read as "delete everything"
 /// or "off", since either reading would surprise someone. The other knobs are checked even when
 /// retention is off, so a typo shows at start rather than on the day retention is switched on.
-fn retention_from_env(env: &dyn Env) -> Result<Option<RetentionSettings>, ConfigError> {
+/// `days` names the variable: `RETENTION_DAYS` (messages) or `DEAD_LETTER_RETENTION_DAYS`, which
+/// share the other knobs.
+fn retention_from_env(
+    env: &dyn Env,
+    days: &'static str,
+) -> Result<Option<RetentionSettings>, ConfigError> {
     let batch_size = parse_in_range(env, "RETENTION_BATCH_SIZE", 5000, 1..=1_000_000)?;
     let batch_pause = millis_or(env, "RETENTION_BATCH_PAUSE_MS", 100, 0..=60_000)?;
     let interval = secs_or(env, "RETENTION_INTERVAL_SECS", 3600, 1..=7 * 86_400)?;
-    let days = parse_opt_in_range(env, "RETENTION_DAYS", 1..=36_500)?;
+    let days = parse_opt_in_range(env, days, 1..=36_500)?;
     Ok(days.map(|days| RetentionSettings {
         days,
         batch_size,

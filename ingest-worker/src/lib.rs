@@ -106,13 +106,26 @@ impl Application {
             self.state.config.lag_poll,
             cancel.clone(),
         ));
-        let retention = self.state.config.retention.clone().map(|settings| {
-            tokio::spawn(retention::run(
+        // Each retention setting runs its own loop, whether or not the other is set.
+        let config = &self.state.config;
+        let retention: Vec<_> = [
+            (config.retention.clone(), retention::Expiring::Messages),
+            (
+                config.dead_letter_retention.clone(),
+                retention::Expiring::DeadLetters,
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(settings, what)| {
+            let settings = settings?;
+            Some(tokio::spawn(retention::run(
                 self.state.db.clone(),
                 settings,
+                what,
                 cancel.clone(),
-            ))
-        });
+            )))
+        })
+        .collect();
 
         let router = router(self.state.clone());
         let http_cancel = cancel.clone();
@@ -125,7 +138,7 @@ impl Application {
         let consumed = consuming.await;
         lag.abort();
         // Awaited, not aborted: a DELETE in flight finishes its (short) transaction first.
-        if let Some(retention) = retention {
+        for retention in retention {
             let _ = retention.await;
         }
         let _ = tokio::time::timeout(Duration::from_secs(2), self.state.nats.flush()).await;

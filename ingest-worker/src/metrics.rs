@@ -2,6 +2,8 @@
 //! through the `metrics` crate's macros with these names. docs/operations.md documents each
 //! series, and tests/observability.rs checks that table against what the worker exports.
 
+use crate::batch::Kind;
+
 pub const MESSAGES_CONSUMED: &str = "worker_messages_consumed_total";
 pub const ROWS_INSERTED: &str = "worker_rows_inserted_total";
 pub const DUPLICATES_SKIPPED: &str = "worker_duplicates_skipped_total";
@@ -21,6 +23,13 @@ pub const NATS_CONNECTED: &str = "worker_nats_connected";
 pub const READY: &str = "worker_ready";
 /// Labelled `state` = `in_use` | `idle`.
 pub const DB_POOL_CONNECTIONS: &str = "worker_db_pool_connections";
+/// Labelled `reason` = `invalid` | `refused` (the `kind` column).
+pub const DEAD_LETTERS_STORED: &str = "worker_dead_letters_stored";
+
+/// Rows in `dead_letters` of one kind, as last counted.
+pub fn dead_letters_stored(kind: Kind, count: i64) {
+    ::metrics::gauge!(DEAD_LETTERS_STORED, "reason" => kind.as_str()).set(count as f64);
+}
 
 /// Every series docs/operations.md documents exists from start-up, at 0. `increment(0)` only: a
 /// test process runs several apps on one recorder, and `absolute(0)`/`set(0)` would wipe their
@@ -89,5 +98,12 @@ pub fn register() {
     describe_gauge!(DB_POOL_CONNECTIONS, "Postgres pool connections, by state");
     for state in ["in_use", "idle"] {
         ::metrics::gauge!(DB_POOL_CONNECTIONS, "state" => state).increment(0.0);
+    }
+    describe_gauge!(
+        DEAD_LETTERS_STORED,
+        "Rows in dead_letters, by reason (kind); refreshed every LAG_POLL_SECS"
+    );
+    for kind in Kind::ALL {
+        ::metrics::gauge!(DEAD_LETTERS_STORED, "reason" => kind.as_str()).increment(0.0);
     }
 }

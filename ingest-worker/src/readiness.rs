@@ -8,6 +8,7 @@ use ingest_shared::health::{self, CHECK_TIMEOUT, Check, Readiness};
 
 use crate::metrics;
 use crate::state::AppState;
+use crate::store;
 
 impl Readiness for AppState {
     const GAUGE: &'static str = metrics::READY;
@@ -41,6 +42,15 @@ impl Readiness for AppState {
             .set(pool.size().saturating_sub(pool.num_idle() as u32) as f64);
         let connected = health::nats_connected(&self.nats);
         ::metrics::gauge!(metrics::NATS_CONNECTED).set(if connected { 1.0 } else { 0.0 });
+        // Before the migration has run the table lacks `kind`: the gauges keep their last value.
+        match store::dead_letters_by_kind(&self.db).await {
+            Ok(counts) => {
+                for (kind, count) in counts {
+                    metrics::dead_letters_stored(kind, count);
+                }
+            }
+            Err(error) => tracing::debug!(%error, "dead letters not counted"),
+        }
     }
 }
 

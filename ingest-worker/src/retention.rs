@@ -1,4 +1,6 @@
-//! Retention: deletes messages whose `ts` is older than `RETENTION_DAYS`, in small batches.
+//! Retention: deletes messages whose `ts` is older than `RETENTION_DAYS`, and dead letters last
+//! seen longer ago than `DEAD_LETTER_RETENTION_DAYS`, in small batches; each setting runs its own
+//! loop, started when it is set.
 //!
 //! One big `DELETE ... WHERE ts < cutoff` on a large table holds row locks on millions of rows,
 //! bloats WAL in one transaction and stalls replicas for minutes. Small batches, each its own
@@ -28,6 +30,17 @@ pub struct RetentionSettings {
 
 /// The whole statement, its parameters and why it is shaped so are described in the file.
 const DELETE_EXPIRED: &str = include_str!("sql/delete_expired.sql");
+/// The same for dead letters.
+const DELETE_EXPIRED_DEAD_LETTERS: &str = include_str!("sql/delete_expired_dead_letters.sql");
+
+/// What a retention loop deletes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiring {
+    /// Messages by `ts` (`RETENTION_DAYS`), taken out of the aggregates too.
+    Messages,
+    /// Dead letters by `last_seen` (`DEAD_LETTER_RETENTION_DAYS`).
+    DeadLetters,
+}
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PassOutcome {
@@ -58,11 +71,43 @@ pub async fn run_pass(
     }
 }
 
+/// Deletes every expired dead letter, batch by batch, like [`run_pass`] does for messages.
+pub async fn run_dead_letter_pass(
+    db: &PgPool,
+    settings: &RetentionSettings,
+    cancel: &CancellationToken,
+) -> Result<PassOutcome, sqlx::Error> {
+    let mut outcome = PassOutcome::default();
+    loop {
+        let deleted = sqlx::query(DELETE_EXPIRED_DEAD_LETTERS)
+            .bind(settings.days as i32)
+            .bind(i64::from(settings.batch_size))
+            .execute(db)
+            .await?
+            .rows_affected();
+        outcome.batches += 1;
+        outcome.deleted += deleted;
+        if deleted < u64::from(settings.batch_size) {
+            return Ok(outcome);
+        }
+        tokio::select! {
+            () = cancel.cancelled() => return Ok(outcome),
+            () = tokio::time::sleep(settings.batch_pause) => {}
+        }
+    }
+}
+
 /// Runs a pass at start and then every `interval` until `cancel` fires. A failed pass (Postgres
 /// down, schema not migrated yet) is retried on the shared schedule, never waiting longer than
 /// an interval, rather than after a whole interval.
-pub async fn run(db: PgPool, settings: RetentionSettings, cancel: CancellationToken) {
+pub async fn run(
+    db: PgPool,
+    settings: RetentionSettings,
+    what: Expiring,
+    cancel: CancellationToken,
+) {
     tracing::info!(
+        ?what,
         days = settings.days,
         batch_size = settings.batch_size,
         interval_s = settings.interval.as_secs(),
@@ -72,9 +117,14 @@ pub async fn run(db: PgPool, settings: RetentionSettings, cancel: CancellationTo
         let Some(outcome) = retry::until_ok(
             Backoff::at_most(settings.interval),
             &cancel,
-            || run_pass(&db, &settings, &cancel),
+            || async {
+                match what {
+                    Expiring::Messages => run_pass(&db, &settings, &cancel).await,
+                    Expiring::DeadLetters => run_dead_letter_pass(&db, &settings, &cancel).await,
+                }
+            },
             |error, delay| {
-                tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "retention pass failed");
+                tracing::warn!(%error, ?what, retry_in_ms = delay.as_millis() as u64, "retention pass failed");
             },
         )
         .await
@@ -86,7 +136,8 @@ pub async fn run(db: PgPool, settings: RetentionSettings, cancel: CancellationTo
                 deleted = outcome.deleted,
                 batches = outcome.batches,
                 days = settings.days,
-                "retention pass deleted expired messages"
+                ?what,
+                "retention pass deleted expired rows"
             );
         }
         if Backoff::sleep(settings.interval, &cancel).await.is_err() {

@@ -2,11 +2,14 @@
 //! and the read model's upkeep in the same transaction; when Postgres refuses a value, finding
 //! the rows it refuses so that only those become dead letters.
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+
 use chrono::{DateTime, Utc};
 use ingest_shared::read_model::upkeep::{self, Change, Changes, Direction};
 use sqlx::PgPool;
 
-use crate::batch::{Batch, DeadLetter, Row};
+use crate::batch::{Batch, DeadLetter, Kind, Row};
 use crate::consume::LOG_TARGET;
 
 /// The whole statement, its parameters and why it is shaped so are described in the file.
@@ -19,6 +22,7 @@ pub async fn store_batch(
     rows: &[Row],
     dead: &[DeadLetter],
 ) -> Result<u64, sqlx::Error> {
+    let dead = distinct_payloads(dead);
     let n = rows.len();
     let (mut ids, mut froms, mut tos) = (
         Vec::with_capacity(n),
@@ -53,25 +57,71 @@ pub async fn store_batch(
         .bind(texts)
         .bind(seqs)
         .bind(kinds)
-        .bind(dead.iter().map(|d| d.stream_seq).collect::<Vec<_>>())
-        .bind(dead.iter().map(|d| d.subject.as_str()).collect::<Vec<_>>())
+        .bind(dead.iter().map(|d| d.letter.stream_seq).collect::<Vec<_>>())
         .bind(
             dead.iter()
-                .map(|d| d.payload.as_slice())
+                .map(|d| d.letter.subject.as_str())
                 .collect::<Vec<_>>(),
         )
-        .bind(dead.iter().map(|d| d.reason.as_str()).collect::<Vec<_>>())
         .bind(
             dead.iter()
-                .map(|d| d.request_id.as_deref())
+                .map(|d| d.letter.payload.as_slice())
                 .collect::<Vec<_>>(),
         )
+        .bind(
+            dead.iter()
+                .map(|d| d.letter.reason.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            dead.iter()
+                .map(|d| d.letter.request_id.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            dead.iter()
+                .map(|d| d.letter.kind.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            dead.iter()
+                .map(|d| d.letter.dedup_key.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(dead.iter().map(|d| d.times).collect::<Vec<_>>())
         .fetch_all(&mut *tx)
         .await?;
     let inserted: Changes = inserted.into_iter().collect();
     upkeep::apply(&mut tx, &inserted, Direction::Added).await?;
     tx.commit().await?;
     Ok(inserted.len() as u64)
+}
+
+/// A dead letter and how often the batch holds its bytes.
+struct Counted<'a> {
+    letter: &'a DeadLetter,
+    times: i32,
+}
+
+/// One entry per payload (the statement's upsert cannot touch a row twice), the last occurrence
+/// standing for the others, in the order first seen.
+fn distinct_payloads(dead: &[DeadLetter]) -> Vec<Counted<'_>> {
+    let mut at = HashMap::with_capacity(dead.len());
+    let mut distinct: Vec<Counted<'_>> = Vec::with_capacity(dead.len());
+    for letter in dead {
+        match at.entry(letter.dedup_key.as_str()) {
+            Entry::Occupied(slot) => {
+                let counted: &mut Counted<'_> = &mut distinct[*slot.get()];
+                counted.letter = letter;
+                counted.times += 1;
+            }
+            Entry::Vacant(slot) => {
+                slot.insert(distinct.len());
+                distinct.push(Counted { letter, times: 1 });
+            }
+        }
+    }
+    distinct
 }
 
 /// Stores the batch. When Postgres refuses it for a value, writes its rows one at a time so that
@@ -127,5 +177,55 @@ pub fn is_permanent(error: &sqlx::Error) -> bool {
             .is_some_and(|code| code.starts_with("22") || code.starts_with("23")),
         sqlx::Error::Encode(_) => true,
         _ => false,
+    }
+}
+
+/// How many dead letters are stored, per kind; a kind with none is 0.
+pub async fn dead_letters_by_kind(pool: &PgPool) -> Result<Vec<(Kind, i64)>, sqlx::Error> {
+    let counted: Vec<(String, i64)> = sqlx::query_as(include_str!("sql/dead_letters_by_kind.sql"))
+        .fetch_all(pool)
+        .await?;
+    Ok(Kind::ALL
+        .into_iter()
+        .map(|kind| {
+            let count = counted
+                .iter()
+                .find(|(k, _)| k == kind.as_str())
+                .map_or(0, |(_, n)| *n);
+            (kind, count)
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn letter(payload: &str, seq: i64) -> DeadLetter {
+        DeadLetter {
+            kind: Kind::Invalid,
+            dedup_key: format!("key-{payload}"),
+            stream_seq: seq,
+            subject: "s".into(),
+            payload: payload.as_bytes().to_vec(),
+            reason: "r".into(),
+            request_id: None,
+        }
+    }
+
+    #[test]
+    fn identical_payloads_are_sent_once_with_their_count_and_latest_delivery() {
+        let dead = [
+            letter("a", 1),
+            letter("b", 2),
+            letter("a", 3),
+            letter("a", 4),
+        ];
+        let distinct = distinct_payloads(&dead);
+        let seen: Vec<_> = distinct
+            .iter()
+            .map(|c| (c.letter.dedup_key.as_str(), c.letter.stream_seq, c.times))
+            .collect();
+        assert_eq!(seen, [("key-a", 4, 3), ("key-b", 2, 1)]);
     }
 }

@@ -5,7 +5,7 @@
 //! [`receive`] from its handler.
 
 mod body;
-mod publish;
+pub(crate) mod publish;
 mod signature;
 
 use axum::body::{Body, Bytes};
@@ -64,9 +64,9 @@ const OK_BODY: ([(header::HeaderName, &str); 1], &str) = (
 
 /// What travels to the worker in NATS headers so its log lines name the same request.
 #[derive(Clone, Copy)]
-struct Correlation<'a> {
-    request_id: &'a str,
-    trace_parent: Option<&'a str>,
+pub(crate) struct Correlation<'a> {
+    pub(crate) request_id: &'a str,
+    pub(crate) trace_parent: Option<&'a str>,
 }
 
 /// Runs every step for one request and answers: `ok`, or the error's own response. The request

@@ -1,4 +1,5 @@
-//! Publishing one message to JetStream and waiting for its PubAck.
+//! Publishing one message to JetStream and waiting for its PubAck: the sender endpoints' last
+//! step, and the dead-letter redrive's (crate::dead_letters::redrive).
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -13,7 +14,7 @@ use crate::metrics;
 use crate::state::AppState;
 
 /// Now, in microseconds since the Unix epoch (the `X-Received-At` header's unit).
-pub(super) fn unix_micros() -> u128 {
+pub(crate) fn unix_micros() -> u128 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
@@ -22,7 +23,7 @@ pub(super) fn unix_micros() -> u128 {
 
 /// Publishes the verified bytes with `Nats-Msg-Id = message_id` and waits for JetStream to say
 /// it has stored them. Anything short of a PubAck within the deadline is a 503.
-pub(super) async fn publish(
+pub(crate) async fn publish(
     state: &AppState,
     message_id: &str,
     ids: Correlation<'_>,

@@ -82,7 +82,7 @@ pub struct Params {
     pub cursor: Option<Cursor>,
 }
 
-fn query_error(name: &str, kind: &str, msg: impl Into<String>) -> FieldError {
+pub(crate) fn query_error(name: &str, kind: &str, msg: impl Into<String>) -> FieldError {
     FieldError {
         loc: vec![Loc::Key("query".into()), Loc::Key(name.into())],
         msg: msg.into(),
@@ -164,7 +164,7 @@ impl Params {
     }
 }
 
-fn int_param(
+pub(crate) fn int_param(
     name: &str,
     raw: Option<String>,
     default: i64,
@@ -217,7 +217,11 @@ fn msisdn_param(name: &str, raw: String, errors: &mut Vec<FieldError>) -> Option
     }
 }
 
-fn time_param(name: &str, raw: &str, errors: &mut Vec<FieldError>) -> Option<DateTime<Utc>> {
+pub(crate) fn time_param(
+    name: &str,
+    raw: &str,
+    errors: &mut Vec<FieldError>,
+) -> Option<DateTime<Utc>> {
     let parsed = parse_instant(raw);
     if parsed.is_none() {
         errors.push(query_error(
@@ -263,7 +267,7 @@ fn parse_instant(s: &str) -> Option<DateTime<Utc>> {
 }
 
 /// `%q%` with the LIKE wildcards and the escape character of `q` escaped, so they match literally.
-fn contains_pattern(q: &str) -> String {
+pub(crate) fn contains_pattern(q: &str) -> String {
     let mut pattern = String::with_capacity(q.len() + 2);
     pattern.push('%');
     for c in q.chars() {

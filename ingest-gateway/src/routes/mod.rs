@@ -1,3 +1,4 @@
+pub mod dead_letters;
 pub mod messages;
 pub mod stats;
 pub mod webhook;

@@ -9,12 +9,15 @@
 --   $6 text[]         text (NULL for a message without one)
 --   $7 bigint[]       stream_seq
 --   $8 text[]         msg_type (NULL when the payload named none)
--- Dead letters, one array element per dead letter, all arrays the same length:
+-- Dead letters, one array element per distinct payload, all arrays the same length:
 --   $9  bigint[]      stream_seq
 --   $10 text[]        subject
 --   $11 bytea[]       payload
 --   $12 text[]        reason
 --   $13 text[]        request_id (NULL when the message carried none)
+--   $14 text[]        kind: 'invalid' or 'refused'
+--   $15 text[]        dedup_key: hex SHA-256 of the payload, distinct within the arrays
+--   $16 int[]         times: how often the batch holds these bytes
 --
 -- Returns the messages really inserted (`from_msisdn`, `to_msisdn`, `ts`), which the same
 -- transaction then applies to the aggregates (shared/src/read_model/apply_changes.sql).
@@ -23,9 +26,28 @@
 -- repeated inside the batch, and `RETURNING` leaves both out, so the aggregates count each
 -- message once however often it is delivered. Messages are inserted sorted by id so that two
 -- batches sharing ids wait for each other in one order.
+--
+-- A dead letter whose bytes are already there (the same payload failing again, redelivered or
+-- redriven) updates that row: last seen now, counted again, the latest reason, sequence and
+-- request id. `DO UPDATE` cannot touch one row twice in a statement, so the caller sends each
+-- payload once (store.rs); sorted by key, so two batches wait for each other in one order here
+-- too. A redrive deletes its row only if `times` is unchanged since it read it, so the row
+-- survives when its bytes came back meanwhile.
 WITH dead AS (
-    INSERT INTO dead_letters (stream_seq, subject, payload, reason, request_id)
-    SELECT * FROM UNNEST($9::bigint[], $10::text[], $11::bytea[], $12::text[], $13::text[])
+    INSERT INTO dead_letters AS d
+        (stream_seq, subject, payload, reason, request_id, kind, dedup_key, times)
+    SELECT * FROM UNNEST($9::bigint[], $10::text[], $11::bytea[], $12::text[], $13::text[],
+                         $14::text[], $15::text[], $16::int[]) AS u(seq, subject, payload, reason,
+                                                                   request_id, kind, dedup_key)
+    ORDER BY u.dedup_key
+    ON CONFLICT (dedup_key) DO UPDATE SET
+        last_seen = now(),
+        times = d.times + EXCLUDED.times,
+        kind = EXCLUDED.kind,
+        reason = EXCLUDED.reason,
+        subject = EXCLUDED.subject,
+        stream_seq = EXCLUDED.stream_seq,
+        request_id = EXCLUDED.request_id
 )
 INSERT INTO messages (message_id, from_msisdn, to_msisdn, ts, ts_raw, text, stream_seq, msg_type)
 SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[],

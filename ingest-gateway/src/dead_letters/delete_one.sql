@@ -1,0 +1,2 @@
+-- DELETE /admin/dead-letters/{id}.
+DELETE FROM dead_letters WHERE id = $1;
