@@ -26,6 +26,10 @@ impl Cursor {
         let text = String::from_utf8(bytes).ok()?;
         let rest = text.strip_prefix(CURSOR_VERSION)?.strip_prefix('|')?;
         let (micros, message_id) = rest.split_once('|')?;
+        // No stored id holds NUL (Postgres text cannot), and it cannot be bound as a parameter.
+        if message_id.contains('\0') {
+            return None;
+        }
         Some(Self {
             ts: DateTime::from_timestamp_micros(micros.parse().ok()?)?,
             message_id: message_id.to_owned(),

@@ -124,9 +124,18 @@ impl Params {
         params.until = query
             .until
             .and_then(|v| time_param("until", &v, &mut errors));
+        // Postgres text cannot hold NUL: no message contains one, and it cannot be sent as a
+        // parameter, so it is refused here rather than failing in the database.
+        if query.q.as_ref().is_some_and(|q| q.contains('\0')) {
+            errors.push(query_error(
+                "q",
+                "value_error",
+                "Value error, q must not contain a NUL character",
+            ));
+        }
         params.pattern = query
             .q
-            .filter(|q| !q.is_empty())
+            .filter(|q| !q.is_empty() && !q.contains('\0'))
             .map(|q| contains_pattern(&q));
         // An empty cursor is no cursor, as an empty `q` is no search (clients that always send
         // every parameter send `cursor=` on the first page).
@@ -325,6 +334,12 @@ mod tests {
         assert_eq!(kinds("offset=1.5")[0].1, "int_parsing");
         assert_eq!(kinds("from_msisdn=abc")[0].0, "from_msisdn");
         assert_eq!(kinds("cursor=zz")[0].0, "cursor");
+        assert_eq!(kinds("q=a%00b")[0], ("q".into(), "value_error".into()));
+        let nul_id = super::Cursor {
+            ts: parse_ts("2025-01-15T10:00:00Z").unwrap(),
+            message_id: "a\0b".into(),
+        };
+        assert_eq!(kinds(&format!("cursor={}", nul_id.encode()))[0].0, "cursor");
         assert_eq!(
             kinds("cursor=00&offset=0")[0],
             ("cursor".into(), "value_error".into())
