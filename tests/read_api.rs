@@ -806,6 +806,7 @@ async fn openapi_document_parses_and_lists_every_route_served() {
         ("get", "/metrics"),
         ("get", "/messages"),
         ("get", "/stats"),
+        ("get", "/stats/timeseries"),
         ("get", "/openapi.json"),
     ]
     .into_iter()

@@ -82,7 +82,7 @@ pub struct Params {
     pub cursor: Option<Cursor>,
 }
 
-fn query_error(name: &str, kind: &str, msg: impl Into<String>) -> FieldError {
+pub(crate) fn query_error(name: &str, kind: &str, msg: impl Into<String>) -> FieldError {
     FieldError {
         loc: vec![Loc::Key("query".into()), Loc::Key(name.into())],
         msg: msg.into(),
@@ -200,7 +200,11 @@ fn int_param(
 }
 
 /// curl sends `?from=+9198...` unencoded and form decoding turns that `+` into a space.
-fn msisdn_param(name: &str, raw: String, errors: &mut Vec<FieldError>) -> Option<String> {
+pub(crate) fn msisdn_param(
+    name: &str,
+    raw: String,
+    errors: &mut Vec<FieldError>,
+) -> Option<String> {
     let value = match raw.strip_prefix(' ') {
         Some(rest) => format!("+{rest}"),
         None => raw,
@@ -217,7 +221,11 @@ fn msisdn_param(name: &str, raw: String, errors: &mut Vec<FieldError>) -> Option
     }
 }
 
-fn time_param(name: &str, raw: &str, errors: &mut Vec<FieldError>) -> Option<DateTime<Utc>> {
+pub(crate) fn time_param(
+    name: &str,
+    raw: &str,
+    errors: &mut Vec<FieldError>,
+) -> Option<DateTime<Utc>> {
     let parsed = parse_instant(raw);
     if parsed.is_none() {
         errors.push(query_error(
