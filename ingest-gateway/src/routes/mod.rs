@@ -1,4 +1,5 @@
 pub mod messages;
 pub mod stats;
+pub mod ui;
 pub mod webhook;
 pub mod whatsapp;
