@@ -1,124 +1,15 @@
 //! The console (`/console`) and the API docs (`/docs`) in a real headless Chromium, driven over
-//! WebDriver (chromedriver), against the real gateway and worker with messages posted through
-//! `/webhook`. Needs Debian's `chromium` and `chromium-driver` (scripts/test.sh installs them).
-//! Screenshots land in `<target>/browser-screenshots/`.
+//! WebDriver (chromedriver, `integration_tests::browser`), against the real gateway and worker
+//! with messages posted through `/webhook`. Screenshots land in `<target>/browser-screenshots/`.
 
-use std::path::PathBuf;
-use std::process::Stdio;
-use std::time::Duration;
-
-use fantoccini::{Client, ClientBuilder, Locator};
 use futures::StreamExt;
-use integration_tests::{Running, TestEnv, eventually};
+use integration_tests::browser::Browser;
+use integration_tests::{Running, TestEnv};
 use serde_json::{Value, json};
 
-/// Generous for a loaded 2-core machine; every wait polls and returns as soon as it holds.
-const WAIT: Duration = Duration::from_secs(30);
-
-struct Browser {
-    client: Client,
-    _driver: tokio::process::Child,
-}
-
-impl Browser {
-    async fn start(http: &reqwest::Client) -> Self {
-        let driver_bin = ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
-            .into_iter()
-            .find(|p| std::path::Path::new(p).exists())
-            .expect("chromedriver missing: apt-get install chromium chromium-driver (scripts/test.sh does)");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let driver = tokio::process::Command::new(driver_bin)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start chromedriver");
-        let url = format!("http://127.0.0.1:{port}");
-        eventually(WAIT, "chromedriver answers", || async {
-            let r = http.get(format!("{url}/status")).send().await.ok()?;
-            r.status().is_success().then_some(())
-        })
-        .await;
-        let mut caps = serde_json::Map::new();
-        caps.insert(
-            "goog:chromeOptions".into(),
-            json!({
-                "binary": "/usr/bin/chromium",
-                "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                         "--disable-dev-shm-usage", "--window-size=1280,1100"],
-            }),
-        );
-        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-            .capabilities(caps)
-            .connect(&url)
-            .await
-            .expect("WebDriver session");
-        Self {
-            client,
-            _driver: driver,
-        }
-    }
-
-    /// Runs `script` (a function body) in the page and returns its value.
-    async fn js(&self, script: &str) -> Value {
-        self.client
-            .execute(script, vec![])
-            .await
-            .unwrap_or_else(|e| panic!("{script}: {e}"))
-    }
-
-    /// Polls `script` until it returns something truthy; returns that.
-    async fn until(&self, what: &str, script: &str) -> Value {
-        eventually(WAIT, what, || async {
-            let v = self.js(script).await;
-            let truthy =
-                !matches!(v, Value::Null | Value::Bool(false)) && v != json!("") && v != json!(0);
-            truthy.then_some(v)
-        })
-        .await
-    }
-
-    async fn click(&self, css: &str) {
-        self.client
-            .find(Locator::Css(css))
-            .await
-            .unwrap_or_else(|e| panic!("{css}: {e}"))
-            .click()
-            .await
-            .unwrap_or_else(|e| panic!("click {css}: {e}"));
-    }
-
-    async fn type_into(&self, css: &str, text: &str) {
-        let input = self.client.find(Locator::Css(css)).await.unwrap();
-        input.clear().await.unwrap();
-        input.send_keys(text).await.unwrap();
-    }
-
-    /// Waits for the console to finish a view (stats, series, first page).
-    async fn console_loaded(&self) {
-        self.until(
-            "console loaded",
-            "return document.body.dataset.loaded === 'true'",
-        )
-        .await;
-    }
-
-    async fn screenshot(&self, name: &str) {
-        self.js("window.scrollTo(0, 0); return true").await;
-        let png = self.client.screenshot().await.unwrap();
-        let dir = screenshots_dir();
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join(name), png).unwrap();
-    }
-}
-
-fn screenshots_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+/// `<target>/browser-screenshots`.
+fn screenshots() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .parent()
         .expect("the target directory")
         .join("browser-screenshots")
@@ -260,7 +151,7 @@ async fn the_console_and_the_docs_work_in_a_browser() {
             .unwrap()
             .contains("bucket=hour")
     );
-    b.screenshot("console.png").await;
+    b.screenshot(&screenshots(), "console.png").await;
 
     // Search: the URL carries it, a reload restores it.
     b.type_into("input[name=q]", "needle").await;
@@ -331,7 +222,7 @@ async fn the_console_and_the_docs_work_in_a_browser() {
         b.js("return document.getElementById('more').hidden").await,
         json!(true)
     );
-    b.screenshot("console-sender.png").await;
+    b.screenshot(&screenshots(), "console-sender.png").await;
 
     // A bad filter: the field and the API's message, not an empty table.
     b.client
@@ -354,7 +245,7 @@ async fn the_console_and_the_docs_work_in_a_browser() {
 
     // The docs: every route rendered, and "Try it out" on GET /stats answers 200.
     try_it_out_on_stats(b, &gateway).await;
-    b.screenshot("docs.png").await;
+    b.screenshot(&screenshots(), "docs.png").await;
 
     browser.client.close().await.unwrap();
     worker.stop().await.unwrap();
@@ -423,6 +314,22 @@ async fn with_read_tokens_the_pages_ask_once_and_then_work() {
                 .unwrap()
                 .contains("script-src 'self'")
         );
+        // Revalidation: the same file again costs a 304.
+        let etag = r.headers()["etag"].clone();
+        let again = env
+            .http
+            .get(gateway.url(path))
+            .header("if-none-match", etag)
+            .send();
+        assert_eq!(again.await.unwrap().status(), 304, "{path}");
+    }
+    for (path, status) in [
+        ("/messages", 401),
+        ("/stats/timeseries?bucket=day", 401),
+        ("/openapi.json", 401),
+    ] {
+        let r = env.http.get(gateway.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), status, "{path}");
     }
     let browser = Browser::start(&env.http).await;
     let b = &browser;
@@ -462,7 +369,49 @@ async fn with_read_tokens_the_pages_ask_once_and_then_work() {
             .await,
         json!(0)
     );
-    b.screenshot("docs-with-token.png").await;
+    b.screenshot(&screenshots(), "docs-with-token.png").await;
+
+    browser.client.close().await.unwrap();
+    worker.stop().await.unwrap();
+    gateway.stop().await.unwrap();
+}
+
+/// A read the gateway could not confirm as caught up (no worker yet) says so on the page; once a
+/// worker has stored the message, a reload shows it without the notice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_read_shows_a_notice() {
+    let env = TestEnv::new().await;
+    let gateway = env
+        .start_gateway(env.gateway_config(&[("READ_CONSISTENCY_TIMEOUT_MS", "200")]))
+        .await;
+    env.wait_stream_ready().await;
+    let body = integration_tests::message_body("stale-1");
+    assert_eq!(env.post_signed(&gateway, &body).await.status(), 200);
+    let browser = Browser::start(&env.http).await;
+    let b = &browser;
+
+    b.client.goto(&gateway.url("/console")).await.unwrap();
+    let notice = b
+        .until(
+            "the stale notice",
+            "const n = document.querySelector('[data-kind=stale]'); return n && n.textContent",
+        )
+        .await;
+    assert!(
+        notice.as_str().unwrap().contains("Consistency: stale"),
+        "{notice}"
+    );
+
+    let worker = env.start_worker(env.worker_config(&[])).await;
+    env.wait_for_rows(1).await;
+    b.client.refresh().await.unwrap();
+    b.console_loaded().await;
+    assert_eq!(b.js(ROW_IDS).await, json!(["stale-1"]));
+    assert_eq!(
+        b.js("return document.querySelectorAll('[data-kind=stale]').length")
+            .await,
+        json!(0)
+    );
 
     browser.client.close().await.unwrap();
     worker.stop().await.unwrap();
