@@ -247,7 +247,7 @@ async fn the_console_and_the_docs_work_in_a_browser() {
     try_it_out_on_stats(b, &gateway).await;
     b.screenshot(&screenshots(), "docs.png").await;
 
-    browser.client.close().await.unwrap();
+    browser.close().await;
     worker.stop().await.unwrap();
     gateway.stop().await.unwrap();
 }
@@ -371,7 +371,7 @@ async fn with_read_tokens_the_pages_ask_once_and_then_work() {
     );
     b.screenshot(&screenshots(), "docs-with-token.png").await;
 
-    browser.client.close().await.unwrap();
+    browser.close().await;
     worker.stop().await.unwrap();
     gateway.stop().await.unwrap();
 }
@@ -413,7 +413,7 @@ async fn a_stale_read_shows_a_notice() {
         json!(0)
     );
 
-    browser.client.close().await.unwrap();
+    browser.close().await;
     worker.stop().await.unwrap();
     gateway.stop().await.unwrap();
 }

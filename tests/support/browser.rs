@@ -15,7 +15,16 @@ const WAIT: Duration = Duration::from_secs(30);
 
 pub struct Browser {
     pub client: Client,
-    _driver: tokio::process::Child,
+    driver: tokio::process::Child,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        if let Some(pid) = self.driver.id() {
+            // SAFETY: a plain kill(2) of the process group this Browser started.
+            unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
+        }
+    }
 }
 
 impl Browser {
@@ -33,6 +42,9 @@ impl Browser {
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            // Its own process group, which the Chromium it starts joins: dropping the Browser
+            // ends both, also when a test panics before closing its session.
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .expect("start chromedriver");
@@ -56,10 +68,16 @@ impl Browser {
             .connect(&url)
             .await
             .expect("WebDriver session");
-        Self {
-            client,
-            _driver: driver,
-        }
+        Self { client, driver }
+    }
+
+    /// Ends the WebDriver session (Chromium quits); dropping the Browser then stops chromedriver.
+    pub async fn close(&self) {
+        self.client
+            .clone()
+            .close()
+            .await
+            .expect("close the session");
     }
 
     /// Runs `script` (a function body) in the page and returns its value.
