@@ -68,6 +68,13 @@ function request()
     q = "/messages?offset=5000"
   elseif case == "stats" then
     q = "/stats"
+  elseif case == "series_day" then
+    q = "/stats/timeseries?bucket=day"
+  elseif case == "series_hour" then
+    -- A cut first hour, then whole hours to the end of the year.
+    q = "/stats/timeseries?bucket=hour&since=" .. string.gsub(day(), "T00:00:00Z", "T10:30:00Z")
+  elseif case == "series_from" then
+    q = "/stats/timeseries?bucket=day&from=" .. sender()
   else
     error("unknown BENCH_CASE " .. case)
   end

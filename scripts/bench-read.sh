@@ -30,7 +30,7 @@ DURATION=${DURATION:-20s}
 PORT=${BENCH_PORT:-18080}
 DB=${BENCH_DB:-ingest_bench}
 OUT=${BENCH_OUT:-target/bench-results}
-CASES=${CASES:-all from since since_until q q_estimated q_from cursor offset stats}
+CASES=${CASES:-all from since since_until q q_estimated q_from cursor offset stats series_day series_hour series_from}
 CONSISTENCY=${CONSISTENCY:-on off}
 WRITE_RATE=${WRITE_RATE:-}
 

@@ -8,8 +8,17 @@ ensure_services
 # The cluster test in tests/deployment.rs starts nats-server processes of its own, even when the
 # NATS above was already running (and so never installed here).
 command -v nats-server >/dev/null || [[ -x /usr/sbin/nats-server ]] || apt_install nats-server
+# tests/browser.rs drives Debian's chromium through chromedriver (the console and /docs).
+command -v chromedriver >/dev/null || [[ -x /usr/bin/chromedriver ]] || apt_install chromium chromium-driver
 export TEST_NATS_URL=$NATS_URL TEST_DATABASE_URL=$DATABASE_URL
 cargo test --workspace --no-fail-fast "$@"
+
+# The files the pages embed are the pinned npm packages' (scripts/vendor-ui.sh; needs npm and
+# the npm registry).
+if [[ $# -eq 0 ]]; then
+  command -v npm >/dev/null || apt_install npm
+  ./scripts/vendor-ui.sh --check
+fi
 
 # The deployment files, without Docker: the compose schema, and promtool when installed.
 if [[ $# -eq 0 ]]; then

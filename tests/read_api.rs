@@ -809,6 +809,7 @@ async fn openapi_document_parses_and_lists_every_route_served() {
         ("get", "/metrics"),
         ("get", "/messages"),
         ("get", "/stats"),
+        ("get", "/stats/timeseries"),
         ("get", "/openapi.json"),
         ("get", "/admin/dead-letters"),
         ("delete", "/admin/dead-letters"),
@@ -821,6 +822,19 @@ async fn openapi_document_parses_and_lists_every_route_served() {
     .map(|(m, p)| (m.to_owned(), p.to_owned()))
     .collect();
     assert_eq!(documented, served);
+    // The pages for people (/docs, /console and their static files) are served but not in the
+    // document on purpose: it describes the API, and they carry no data (tests/browser.rs).
+    for page in ["/docs", "/console", "/assets/console.js"] {
+        assert!(doc["paths"].get(page).is_none(), "{page}");
+        let status = env
+            .http
+            .get(gateway.url(page))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 200, "{page}");
+    }
 
     // The document and the router agree: each documented operation is routed, and every other
     // method on a documented path is 405 (so the document misses no method the router serves).

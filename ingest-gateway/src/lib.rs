@@ -167,6 +167,8 @@ fn router(state: AppState) -> Router {
             env!("CARGO_PKG_VERSION"),
         ))
         .merge(document)
+        // The pages' static files: no token (they carry no data), no read-your-writes wait.
+        .merge(routes::ui::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(

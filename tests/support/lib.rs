@@ -12,6 +12,7 @@ use sqlx::{Connection, PgConnection, PgPool};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub mod browser;
 pub mod procs;
 
 pub const SECRET: &str = "test-secret-do-not-log";

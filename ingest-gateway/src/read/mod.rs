@@ -6,4 +6,5 @@
 pub mod cursor;
 pub mod page;
 pub mod params;
+pub mod series;
 pub mod stats;

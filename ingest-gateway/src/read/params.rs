@@ -209,7 +209,11 @@ pub(crate) fn int_param(
 }
 
 /// curl sends `?from=+9198...` unencoded and form decoding turns that `+` into a space.
-fn msisdn_param(name: &str, raw: String, errors: &mut Vec<FieldError>) -> Option<String> {
+pub(crate) fn msisdn_param(
+    name: &str,
+    raw: String,
+    errors: &mut Vec<FieldError>,
+) -> Option<String> {
     let value = match raw.strip_prefix(' ') {
         Some(rest) => format!("+{rest}"),
         None => raw,

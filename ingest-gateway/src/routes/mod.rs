@@ -1,5 +1,6 @@
 pub mod dead_letters;
 pub mod messages;
 pub mod stats;
+pub mod ui;
 pub mod webhook;
 pub mod whatsapp;

@@ -66,6 +66,54 @@ impl TimeBuckets {
     }
 }
 
+/// The length of a series bucket: `GET /stats/timeseries?bucket=hour|day`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    Hour,
+    Day,
+}
+
+impl Unit {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "hour" => Some(Unit::Hour),
+            "day" => Some(Unit::Day),
+            _ => None,
+        }
+    }
+
+    /// The name `date_trunc(<name>, ts, 'UTC')` takes, which is also the name the API uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Unit::Hour => "hour",
+            Unit::Day => "day",
+        }
+    }
+}
+
+impl TimeBuckets {
+    /// How `[since, until)` adds up into buckets of `unit`. Per day, [`TimeBuckets::of`] as it
+    /// is (its parts each fall inside one day). Per hour, the days cannot be used (a day bucket
+    /// does not say which of its hours its rows are in), so every whole hour is read from
+    /// `message_hours` in one range, with the same row-counted edges.
+    pub fn for_unit(
+        since: Option<DateTime<Utc>>,
+        until: Option<DateTime<Utc>>,
+        unit: Unit,
+    ) -> Self {
+        let buckets = Self::of(since, until);
+        match unit {
+            Unit::Day => buckets,
+            Unit::Hour => TimeBuckets {
+                hours_before: (buckets.first_hour, buckets.end_hour),
+                days: NO_BUCKETS,
+                hours_after: NO_BUCKETS,
+                ..buckets
+            },
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,12 +151,16 @@ mod tests {
         for b in bounds.iter().flatten() {
             instants.extend([*b, *b - TimeDelta::milliseconds(1)]);
         }
-        for &since in &bounds {
-            for &until in &bounds {
+        for (since, until, unit) in bounds.iter().flat_map(|&s| {
+            bounds
+                .iter()
+                .flat_map(move |&u| [(s, u, Unit::Hour), (s, u, Unit::Day)])
+        }) {
+            {
                 if since.is_none() && until.is_none() {
                     continue; // not a time-only query
                 }
-                let b = TimeBuckets::of(since, until);
+                let b = TimeBuckets::for_unit(since, until, unit);
                 for &t in &instants {
                     let edge_before = since.is_some_and(|s| {
                         t >= s && [until, b.first_hour].iter().flatten().all(|e| t < *e)
@@ -130,7 +182,7 @@ mod tests {
                     assert_eq!(
                         covered,
                         usize::from(inside),
-                        "t={t} since={since:?} until={until:?} parts={parts:?} {b:?}"
+                        "t={t} since={since:?} until={until:?} {unit:?} parts={parts:?} {b:?}"
                     );
                 }
             }

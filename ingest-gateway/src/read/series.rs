@@ -1,0 +1,208 @@
+//! `GET /stats/timeseries`: what it accepts ([`SeriesQuery`], also its OpenAPI description), what
+//! a valid request means ([`SeriesParams`]), and the two statements that count it.
+//!
+//! Without a sender or recipient the series adds up the read model's hour and day buckets, and
+//! counts only the rows of the partial hours that `since` and `until` cut (the same split as the
+//! `/messages` total, [`TimeBuckets`]). With `from` or `to` there is no aggregate per sender and
+//! hour, so the rows are counted through that sender's (or recipient's) `(…, ts, message_id)`
+//! index: the cost is that sender's rows in the range.
+
+use chrono::{DateTime, Utc};
+use ingest_shared::message::{FieldError, ValidationErrors};
+use ingest_shared::read_model::buckets::{TimeBuckets, Unit};
+use serde::Serialize;
+use sqlx::PgPool;
+use utoipa::{IntoParams, ToSchema};
+
+use super::params::{msisdn_param, query_error, time_param};
+
+/// At most this many buckets in one answer; past it the answer is cut and says where to go on.
+/// A day series reaches it only past a few decades of data; an hour series past a year or so.
+pub const MAX_BUCKETS: i64 = 10_000;
+
+/// The bucket lengths, as the API names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum BucketName {
+    Hour,
+    Day,
+}
+
+impl From<Unit> for BucketName {
+    fn from(unit: Unit) -> Self {
+        match unit {
+            Unit::Hour => BucketName::Hour,
+            Unit::Day => BucketName::Day,
+        }
+    }
+}
+
+/// The parameters as sent (the last of a repeated key wins, unknown keys are ignored).
+#[derive(Debug, Default, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SeriesQuery {
+    /// Bucket length: a UTC hour or a UTC day.
+    #[param(required = true, value_type = BucketName)]
+    bucket: Option<String>,
+    /// Exact sender, `+` then digits. A raw `+` that arrived as a space is taken as `+`.
+    #[param(pattern = r"^[+ ][0-9]{1,20}$", example = "+919876543210")]
+    from: Option<String>,
+    /// Exact recipient, `+` then digits.
+    #[param(pattern = r"^[+ ][0-9]{1,20}$", example = "+14155550100")]
+    to: Option<String>,
+    /// Only messages with `ts >= since` (formats as in `/messages`). A bucket that `since` cuts
+    /// counts only its rows at or after `since`.
+    #[param(example = "2025-01-15T10:00:00Z")]
+    since: Option<String>,
+    /// Only messages with `ts < until`; same formats. A bucket that `until` cuts counts only its
+    /// rows before `until`.
+    until: Option<String>,
+}
+
+impl SeriesQuery {
+    fn from_raw(raw: &str) -> Self {
+        let mut query = Self::default();
+        for (key, value) in form_urlencoded::parse(raw.as_bytes()) {
+            let slot = match &*key {
+                "bucket" => &mut query.bucket,
+                "from" => &mut query.from,
+                "to" => &mut query.to,
+                "since" => &mut query.since,
+                "until" => &mut query.until,
+                _ => continue,
+            };
+            *slot = Some(value.into_owned());
+        }
+        query
+    }
+}
+
+/// A validated request.
+#[derive(Debug, PartialEq)]
+pub struct SeriesParams {
+    pub unit: Unit,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+}
+
+impl SeriesParams {
+    /// Every bad value is reported, not just the first.
+    pub fn parse(raw: Option<&str>) -> Result<Self, ValidationErrors> {
+        let query = SeriesQuery::from_raw(raw.unwrap_or(""));
+        let mut errors: Vec<FieldError> = Vec::new();
+        let unit = match query.bucket.as_deref() {
+            None => {
+                errors.push(query_error("bucket", "missing", "Field required"));
+                None
+            }
+            Some(name) => Unit::parse(name).or_else(|| {
+                errors.push(query_error(
+                    "bucket",
+                    "enum",
+                    "Input should be 'hour' or 'day'",
+                ));
+                None
+            }),
+        };
+        let from = query
+            .from
+            .and_then(|v| msisdn_param("from", v, &mut errors));
+        let to = query.to.and_then(|v| msisdn_param("to", v, &mut errors));
+        let since = query
+            .since
+            .and_then(|v| time_param("since", &v, &mut errors));
+        let until = query
+            .until
+            .and_then(|v| time_param("until", &v, &mut errors));
+        match unit {
+            Some(unit) if errors.is_empty() => Ok(SeriesParams {
+                unit,
+                from,
+                to,
+                since,
+                until,
+            }),
+            _ => Err(ValidationErrors(errors)),
+        }
+    }
+}
+
+/// One bucket of either statement.
+#[derive(Debug, sqlx::FromRow)]
+pub struct BucketRow {
+    pub start: DateTime<Utc>,
+    pub count: i64,
+}
+
+/// The non-empty buckets in ascending order, up to `MAX_BUCKETS + 1` (one past the cap says the
+/// answer is cut).
+pub async fn fetch(db: &PgPool, params: &SeriesParams) -> sqlx::Result<Vec<BucketRow>> {
+    let unit = params.unit.as_str();
+    let limit = MAX_BUCKETS + 1;
+    if params.from.is_some() || params.to.is_some() {
+        return sqlx::query_as(include_str!("series_counted.sql"))
+            .bind(unit)
+            .bind(params.from.as_deref())
+            .bind(params.to.as_deref())
+            .bind(params.since)
+            .bind(params.until)
+            .bind(limit)
+            .fetch_all(db)
+            .await;
+    }
+    let buckets = TimeBuckets::for_unit(params.since, params.until, params.unit);
+    sqlx::query_as(include_str!("series_from_aggregates.sql"))
+        .bind(unit)
+        .bind(params.since)
+        .bind(params.until)
+        .bind(limit)
+        .bind(buckets.first_hour)
+        .bind(buckets.end_hour)
+        .bind(buckets.hours_before.0)
+        .bind(buckets.hours_before.1)
+        .bind(buckets.days.0)
+        .bind(buckets.days.1)
+        .bind(buckets.hours_after.0)
+        .bind(buckets.hours_after.1)
+        .fetch_all(db)
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kinds(raw: &str) -> Vec<(String, String)> {
+        SeriesParams::parse(Some(raw))
+            .unwrap_err()
+            .0
+            .into_iter()
+            .map(|e| (serde_json::to_value(&e.loc).unwrap()[1].to_string(), e.kind))
+            .collect()
+    }
+
+    #[test]
+    fn bucket_is_required_and_every_bad_value_is_reported() {
+        let p = SeriesParams::parse(Some("bucket=day&from=+911&unknown=1")).unwrap();
+        assert_eq!((p.unit, p.from.as_deref()), (Unit::Day, Some("+911")));
+        assert_eq!(
+            SeriesParams::parse(Some("bucket=hour")).unwrap().unit,
+            Unit::Hour
+        );
+        assert_eq!(kinds(""), [("\"bucket\"".into(), "missing".into())]);
+        assert_eq!(
+            kinds("bucket=week&from=x&to=1&since=yesterday&until=2025-13-01"),
+            [
+                ("\"bucket\"".into(), "enum".into()),
+                ("\"from\"".into(), "string_pattern_mismatch".into()),
+                ("\"to\"".into(), "string_pattern_mismatch".into()),
+                ("\"since\"".into(), "datetime_parsing".into()),
+                ("\"until\"".into(), "datetime_parsing".into()),
+            ]
+        );
+        // Case matters, as for every enum of the API.
+        assert_eq!(kinds("bucket=Hour")[0].1, "enum");
+    }
+}
