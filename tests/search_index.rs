@@ -382,10 +382,13 @@ async fn leave_an_invalid_index(env: &TestEnv) {
     assert!(interrupted.is_err(), "the build was not interrupted");
     tx.rollback().await.unwrap();
     assert_eq!(catalog_index(env).await, Some(false));
-    assert_eq!(
-        search_index::state(&env.db).await.unwrap(),
-        Some(IndexState::Invalid)
-    );
+    // The interrupted backend sends the error before it clears its progress row, so for a
+    // moment the build still shows as under way.
+    eventually(WAIT, "the interrupted build shows as invalid", || async {
+        let state = search_index::state(&env.db).await.unwrap();
+        (state == Some(IndexState::Invalid)).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -165,10 +165,18 @@ pub async fn reconcile(
     }
     let result = bring_in_line(&mut session, wanted).await;
     if result.is_ok() {
-        sqlx::query(include_str!("unlock.sql"))
+        let unlocked: bool = sqlx::query_scalar(include_str!("unlock.sql"))
             .bind(LOCK_KEY)
-            .execute(&mut session)
+            .fetch_one(&mut session)
             .await?;
+        if !unlocked {
+            // Only possible when the statements did not all reach one server session, as
+            // behind PgBouncer in transaction mode (docs/operations.md).
+            tracing::warn!(
+                lock_key = LOCK_KEY,
+                "the search index lock was not held by this session at the end"
+            );
+        }
     }
     let _ = session.close().await;
     result
