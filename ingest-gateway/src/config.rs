@@ -6,6 +6,7 @@ use ingest_shared::config::{
     parse_or, secret, string_or, string_or_var,
 };
 use ingest_shared::nats::StreamSettings;
+use ingest_shared::search_index::SearchIndex;
 use ingest_shared::signature::WebhookSecrets;
 use secrecy::{ExposeSecret, SecretString};
 
@@ -37,6 +38,8 @@ pub struct Config {
     pub read_db_max_connections: u32,
     /// Bound on one read query, so an expensive search cannot hold a connection for long.
     pub read_statement_timeout: Duration,
+    /// Whether `messages` keeps the trigram index for `q=` (`SEARCH_INDEX`, same on every binary).
+    pub search_index: SearchIndex,
     /// Read-your-writes: how long a read may wait for the messages acknowledged before it to be
     /// stored. Past it the read is served as it is, marked `Consistency: stale`. Zero: no wait.
     pub read_consistency_timeout: Duration,
@@ -109,6 +112,7 @@ impl Config {
                 5000,
                 10..=600_000,
             )?,
+            search_index: SearchIndex::from_env(env)?,
             read_consistency_timeout: millis_or(
                 env,
                 "READ_CONSISTENCY_TIMEOUT_MS",

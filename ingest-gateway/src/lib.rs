@@ -28,7 +28,7 @@ use anyhow::Context as _;
 use async_nats::jetstream;
 use axum::Router;
 use axum::http::{Method, Uri};
-use ingest_shared::{db, health, nats, ops, telemetry};
+use ingest_shared::{db, health, nats, ops, search_index, telemetry};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use utoipa_axum::router::OpenApiRouter;
@@ -77,8 +77,11 @@ impl Application {
             tokio::spawn(
                 async move { nats::ensure_stream_with_retry(&js, &settings, &cancel).await },
             );
-            let (db, cancel) = (db.clone(), background.clone());
-            tokio::spawn(async move { db::migrate_with_retry(&db, &cancel).await });
+            let (db, cancel, search_index) = (db.clone(), background.clone(), config.search_index);
+            tokio::spawn(async move {
+                db::migrate_with_retry(&db, &cancel).await;
+                search_index::keep_in_line(&db, search_index, &cancel).await;
+            });
         }
 
         let listener = TcpListener::bind(config.addr)

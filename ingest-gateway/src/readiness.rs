@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use ingest_shared::health::{self, CHECK_TIMEOUT, Check, Readiness};
+use ingest_shared::search_index::IndexState;
 
 use crate::state::AppState;
 
@@ -26,6 +27,10 @@ impl Readiness for AppState {
             ("database", database),
             ("stream", stream),
         ]
+    }
+
+    async fn search_index(&self) -> Option<IndexState> {
+        health::search_index(&self.db).await
     }
 
     async fn refresh(&self) {

@@ -6,6 +6,7 @@ use ingest_shared::config::{
     parse_opt_in_range, parse_or, secs_or, string_or,
 };
 use ingest_shared::nats::{ConsumerSettings, StreamSettings};
+use ingest_shared::search_index::SearchIndex;
 
 use crate::retention::RetentionSettings;
 
@@ -15,6 +16,8 @@ pub struct Config {
     pub addr: SocketAddr,
     pub database_url: SecretUrl,
     pub db_max_connections: u32,
+    /// Whether `messages` keeps the trigram index for `q=` (`SEARCH_INDEX`, same on every binary).
+    pub search_index: SearchIndex,
     pub nats: StreamSettings,
     pub consumer: ConsumerSettings,
     /// Most messages written in one statement.
@@ -60,6 +63,7 @@ impl Config {
             addr: parse_or(env, "WORKER_ADDR", SocketAddr::from(([0, 0, 0, 0], 8001)))?,
             database_url: SecretUrl::new(string_or(env, "DATABASE_URL", DEFAULT_DATABASE_URL)),
             db_max_connections: parse_in_range(env, "WORKER_DB_MAX_CONNECTIONS", 4, 1..=1000)?,
+            search_index: SearchIndex::from_env(env)?,
             nats: StreamSettings::from_env(env)?,
             consumer,
             batch_size,

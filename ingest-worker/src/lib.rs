@@ -21,7 +21,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use async_nats::jetstream;
 use axum::Router;
-use ingest_shared::{db, health, ops, telemetry};
+use ingest_shared::{db, health, ops, search_index, telemetry};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -96,8 +96,14 @@ impl Application {
         let consuming = {
             let (cancel, consumer, db) =
                 (cancel.clone(), self.consumer.clone(), self.state.db.clone());
+            let search_index = self.state.config.search_index;
             tokio::spawn(async move {
                 db::migrate_with_retry(&db, &cancel).await;
+                // In the background: a build may take long, and the batches go on meanwhile.
+                let (db_bg, cancel_bg) = (db.clone(), cancel.clone());
+                tokio::spawn(async move {
+                    search_index::keep_in_line(&db_bg, search_index, &cancel_bg).await;
+                });
                 consumer.run(cancel).await;
             })
         };

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use ingest_shared::health::{self, CHECK_TIMEOUT, Check, Readiness};
+use ingest_shared::search_index::IndexState;
 
 use crate::metrics;
 use crate::state::AppState;
@@ -16,6 +17,10 @@ impl Readiness for AppState {
     async fn checks(&self) -> Vec<Check> {
         let (database, consumer) = tokio::join!(health::database(&self.db), self.check_consumer());
         vec![("database", database), ("consumer", consumer)]
+    }
+
+    async fn search_index(&self) -> Option<IndexState> {
+        health::search_index(&self.db).await
     }
 
     /// Consumer lag, pool use and the NATS connection state.

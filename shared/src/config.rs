@@ -180,6 +180,37 @@ pub fn list_or(env: &dyn Env, name: &str, default: &str, allowed: &[&str]) -> St
         .unwrap_or_else(|| default.to_owned())
 }
 
+/// One name from `allowed` (which `--help` shows), or `default` when unset or empty; any other
+/// value is an error naming the variable.
+pub fn one_of(
+    env: &dyn Env,
+    name: &'static str,
+    default: &'static str,
+    allowed: &[&'static str],
+) -> Result<&'static str, ConfigError> {
+    describe(
+        env,
+        name,
+        Some(default.to_owned()),
+        Some(format!("{} (one of)", allowed.join(", "))),
+    );
+    let Some(value) = env
+        .get(name)
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+    else {
+        return Ok(default);
+    };
+    allowed
+        .iter()
+        .find(|known| known.eq_ignore_ascii_case(&value))
+        .copied()
+        .ok_or_else(|| ConfigError::Invalid {
+            name,
+            reason: format!("{value:?}: expected one of {}", allowed.join(", ")),
+        })
+}
+
 /// Like [`string_or`], defaulting to another variable's value (`DATABASE_READ_URL` falls back
 /// to `DATABASE_URL`); `--help` names that variable rather than its default.
 pub fn string_or_var(env: &dyn Env, name: &str, fallback_name: &str, fallback: &str) -> String {
@@ -275,6 +306,21 @@ mod tests {
             parse_in_range(&env(&[("X", "10")]), "X", 7u32, 1..=10).unwrap(),
             10
         );
+    }
+
+    #[test]
+    fn one_of_takes_a_listed_name_only() {
+        let allowed = ["trigram", "none"];
+        assert_eq!(
+            one_of(&env(&[]), "X", "trigram", &allowed).unwrap(),
+            "trigram"
+        );
+        assert_eq!(
+            one_of(&env(&[("X", " None ")]), "X", "trigram", &allowed).unwrap(),
+            "none"
+        );
+        let err = one_of(&env(&[("X", "btree")]), "X", "trigram", &allowed).unwrap_err();
+        assert!(err.to_string().contains("X") && err.to_string().contains("trigram, none"));
     }
 
     #[test]

@@ -12,6 +12,8 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
 
+use crate::search_index::IndexState;
+
 /// Longest a single check may take, so `/health/ready` answers even when a dependency hangs.
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -36,6 +38,12 @@ pub struct ReadyBody {
     /// The names of the failing checks, in the order they run; empty when ready.
     #[schema(example = json!(["stream"]))]
     pub missing: Vec<&'static str>,
+    /// The trigram search index as the database has it (`SEARCH_INDEX`, docs/operations.md):
+    /// `trigram`, `none`, `building` or `invalid`. Informational: it never makes the binary
+    /// not-ready. Absent when Postgres cannot say (unreachable, or the schema not yet applied).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "trigram")]
+    pub search_index: Option<IndexState>,
     pub status: ReadyStatus,
 }
 
@@ -56,6 +64,11 @@ pub trait Readiness: Clone + Send + Sync + 'static {
 
     /// This binary's checks, in the order the report lists the failing ones.
     fn checks(&self) -> impl Future<Output = Vec<Check>> + Send;
+
+    /// The search index's state for the body; `None` leaves the field out.
+    fn search_index(&self) -> impl Future<Output = Option<IndexState>> + Send {
+        async { None }
+    }
 
     /// Gauges of this binary's own that the probe refreshes along with readiness.
     fn refresh(&self) -> impl Future<Output = ()> + Send {
@@ -81,6 +94,7 @@ impl ReadyBody {
                 ReadyStatus::NotReady
             },
             missing,
+            search_index: None,
         }
     }
 
@@ -94,7 +108,9 @@ impl ReadyBody {
 
 /// Runs the checks and records the outcome in the binary's `*_ready` gauge.
 pub async fn report<S: Readiness>(state: &S) -> ReadyBody {
-    let body = ReadyBody::from_checks(&state.checks().await);
+    let (checks, search_index) = tokio::join!(state.checks(), state.search_index());
+    let mut body = ReadyBody::from_checks(&checks);
+    body.search_index = search_index;
     let ready = body.status == ReadyStatus::Ready;
     metrics::gauge!(S::GAUGE).set(if ready { 1.0 } else { 0.0 });
     body
@@ -119,6 +135,14 @@ pub async fn database(db: &PgPool) -> Result<(), &'static str> {
         Ok(Ok(true)) => Ok(()),
         Ok(Ok(false)) => Err("schema not applied"),
         Ok(Err(_)) | Err(_) => Err("postgres unreachable"),
+    }
+}
+
+/// The search index's state, `None` when Postgres does not answer in time or has no schema yet.
+pub async fn search_index(db: &PgPool) -> Option<IndexState> {
+    match tokio::time::timeout(CHECK_TIMEOUT, crate::search_index::state(db)).await {
+        Ok(Ok(state)) => state,
+        Ok(Err(_)) | Err(_) => None,
     }
 }
 
@@ -150,6 +174,19 @@ mod tests {
                 r#"{"checks":{"database":"ok","secret":"WEBHOOK_SECRET is not set","#,
                 r#""stream":"nats disconnected"},"missing":["secret","stream"],"#,
                 r#""status":"not_ready"}"#
+            )
+        );
+        // The search index's state goes between `missing` and `status`, keeping the order.
+        let with_index = ReadyBody {
+            search_index: Some(IndexState::Building),
+            ..ready
+        };
+        assert_eq!(with_index.status_code(), StatusCode::OK);
+        assert_eq!(
+            serde_json::to_string(&with_index).unwrap(),
+            concat!(
+                r#"{"checks":{"database":"ok","stream":"ok"},"missing":[],"#,
+                r#""search_index":"building","status":"ready"}"#
             )
         );
         assert_eq!(

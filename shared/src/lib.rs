@@ -22,6 +22,8 @@ pub mod read_model;
 #[cfg(feature = "runtime")]
 pub mod retry;
 #[cfg(feature = "runtime")]
+pub mod search_index;
+#[cfg(feature = "runtime")]
 pub mod service;
 #[cfg(feature = "runtime")]
 pub mod shutdown;

@@ -49,7 +49,8 @@ async fn live() -> Json<LiveBody> {
     summary = "Readiness",
     description = "Ready when every check of this binary passes (gateway: the secret is set, \
         Postgres answers with the schema applied and the JetStream stream exists; worker: \
-        Postgres and its consumer are usable).",
+        Postgres and its consumer are usable). `search_index` reports the trigram search \
+        index as the database has it; it never makes a binary not-ready.",
     responses(
         (status = 200, description = "Ready", body = ReadyBody),
         (status = 503, description = "Not ready; `missing` names what", body = ReadyBody),

@@ -94,6 +94,14 @@ type PageQuery<'q> = sqlx::query::QueryAs<'q, sqlx::Postgres, PageRow, sqlx::pos
 /// (every filter it can have is served by an index), and with room for the candidates' bitmap
 /// to stay exact: a common word's candidates span most of a large table's pages, and a lossy
 /// bitmap rechecks every row of each such page instead of only the candidates.
+///
+/// Without the trigram index (`SEARCH_INDEX=none`, or while it is being built) the setting
+/// changes nothing for a search: Postgres considers no index scan for the unordered match list
+/// when no index serves its conditions, so `q=` alone is still one sequential scan stopped at
+/// the bound, and with `since`/`until` (or `from`/`to`) it is that filter's index range with
+/// ILIKE applied to its rows; past the bound the page is the `(ts, message_id)` index in order,
+/// stopped after `limit` matches (plans checked with EXPLAIN ANALYZE on Postgres 15, 100,000
+/// rows).
 async fn fetch_counted(db: &PgPool, query: PageQuery<'_>) -> sqlx::Result<Vec<PageRow>> {
     let mut tx = db.begin().await?;
     sqlx::query(include_str!("counted_settings.sql"))
