@@ -13,8 +13,10 @@
 # target/release as they are), BENCH_CASES (space-separated subset of
 # "refs closed alone open drain"), BENCH_OPEN_SECS / BENCH_OPEN_RATES (the open-loop cases, default 60 s
 # at "5000 10000"; a long run at a sustainable rate is the RSS soak), BENCH_NICE (the CPU
-# priority of the gateway and the generator, default -10; see below), and the gateway's and the
-# worker's own variables (docs/configuration.md).
+# priority of the gateway and the generator, default -10; see below), BENCH_TEXT (the generator's
+# text lengths: "chat", the default, or "short"), and the gateway's and the worker's own variables
+# (docs/configuration.md), SEARCH_INDEX among them: the run waits until the database's index
+# matches it before measuring anything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/services.sh
@@ -126,10 +128,28 @@ bench() { # args...
   tail -n 1 "$RESULTS" | cut -c1-400 >&2
 }
 
+# The binaries switch the search index in the background after they are ready: measure only once
+# the database has what SEARCH_INDEX asks for (and say which indexes `messages` has; the raw
+# UNNEST reference copies exactly those).
+SEARCH=${SEARCH_INDEX:-trigram}
+wait_search_index() {
+  local deadline=$((SECONDS + 600)) state=""
+  until [[ $state == "$SEARCH" ]]; do
+    ((SECONDS < deadline)) || { log "search_index is '$state', not '$SEARCH', after 600 s"; exit 1; }
+    sleep 0.5
+    state=$(curl -fsS "http://127.0.0.1:$PORT/health/ready" | sed -n 's/.*"search_index":"\([a-z]*\)".*/\1/p' || true)
+  done
+  log "search_index $state; indexes of messages: $(psql -tA "$BENCH_URL" -c \
+    "SELECT string_agg(i.indexname || CASE WHEN x.indisvalid THEN '' ELSE ' (INVALID)' END, ', ' ORDER BY i.indexname)
+     FROM pg_indexes i JOIN pg_class c ON c.relname = i.indexname JOIN pg_index x ON x.indexrelid = c.oid
+     WHERE i.tablename = 'messages'")"
+}
+
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 STARTED=$(date -u +%FT%TZ)
 start_workers "$WORKERS"
 start_gateway
+wait_search_index
 TARGET=http://127.0.0.1:$PORT
 
 if [[ $CASES == *refs* ]]; then
@@ -205,7 +225,7 @@ DIRTY=$(git diff --quiet HEAD 2>/dev/null || echo " (with uncommitted changes)")
 CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')
 MEM=$(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)
 COMMAND=""
-for knob in QUICK BENCH_WORKERS BENCH_REQUESTS BENCH_CASES BENCH_SKIP_BUILD BENCH_NICE; do
+for knob in QUICK SEARCH_INDEX BENCH_TEXT BENCH_WORKERS BENCH_REQUESTS BENCH_CASES BENCH_OPEN_SECS BENCH_OPEN_RATES BENCH_SKIP_BUILD BENCH_NICE; do
   [[ -n ${!knob:-} && ${!knob} != 0 ]] && COMMAND+="$knob=${!knob// /,} "
 done
 COMMAND+="scripts/bench.sh"
@@ -221,6 +241,7 @@ SECTION=$(cat <<EOF
 | machine | $(nproc) cores ($CPU), $MEM, $(uname -r); generator, gateway, workers, NATS and Postgres all on this box |
 | load average before / after | $LOAD_BEFORE / $LOAD_AFTER |
 | CPU priority | gateway and generator at nice $NICE; workers, NATS and Postgres at 0 (\`BENCH_NICE\`) |
+| search index | \`SEARCH_INDEX=$SEARCH\`; text lengths \`${BENCH_TEXT:-chat}\` (\`BENCH_TEXT\`) |
 | services | nats-server $(nats-server --version 2>/dev/null | sed 's/^nats-server: //'), $(psql --version | sed 's/^psql (PostgreSQL) /PostgreSQL /'), synchronous_commit=$(psql -tA "$BENCH_URL" -c 'show synchronous_commit') |
 
 CPU is the average over the case in % of one core (200 = the whole box); "bench" is the

@@ -11,6 +11,8 @@
 //! ingest-bench reset  --stream S [--purge 1]             # deletes (or empties) a stream (bench runs only)
 //! ingest-bench report --results results.jsonl            # markdown tables on stdout
 //! ```
+//! `http`, `nats` and `pg` build their messages with `--text chat|short` (or `BENCH_TEXT`;
+//! default chat: the mix of BENCHMARKS.md; short: every text 5-160 characters).
 //! Every measuring command prints one JSON object and appends it to `--out` when given.
 //! `scripts/bench.sh` runs the whole matrix.
 
@@ -105,6 +107,10 @@ impl Args {
             sender_skew: self.num("sender-skew", 1.0)?,
             seed: self.num("seed", 42)?,
             run_id: self.str_or("run-id", &format!("bench{}", std::process::id())),
+            text: self
+                .env_or("text", "BENCH_TEXT", "chat")
+                .parse()
+                .map_err(|e| anyhow::anyhow!("--text: {e}"))?,
         })
     }
 

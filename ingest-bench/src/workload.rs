@@ -19,6 +19,28 @@ pub struct Spec {
     pub seed: u64,
     /// Prefix of every message id, so rows of one run can be told apart.
     pub run_id: String,
+    /// Text lengths: the chat-like mix, or short texts only.
+    pub text: TextMix,
+}
+
+/// `--text` / `BENCH_TEXT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextMix {
+    /// 5% absent, 70% 5-160 characters, 22% 160-1,000, 3% 1,000-4,000.
+    Chat,
+    /// 5% absent, 95% 5-160 characters (one SMS).
+    Short,
+}
+
+impl std::str::FromStr for TextMix {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "chat" => Ok(Self::Chat),
+            "short" => Ok(Self::Short),
+            _ => Err(format!("{s:?}: expected chat or short")),
+        }
+    }
 }
 
 pub struct Workload {
@@ -81,7 +103,7 @@ pub fn build(spec: &Spec, secret: &[u8]) -> Workload {
             ts.push_str(&format!(".{:03}", rng.random_range(0..1000)));
         }
         ts.push('Z');
-        let text = random_text(&mut rng);
+        let text = random_text(&mut rng, spec.text);
         let body = serde_json::to_vec(&Body {
             message_id: &id,
             from: &from,
@@ -187,11 +209,11 @@ const WORDS: &[&str] = &[
 ];
 
 /// Chat-like lengths: mostly short, a long tail up to the 4,096-character limit, some absent.
-fn random_text(rng: &mut SmallRng) -> Option<String> {
+fn random_text(rng: &mut SmallRng, mix: TextMix) -> Option<String> {
     let roll: f64 = rng.random();
     let target = if roll < 0.05 {
         return None;
-    } else if roll < 0.75 {
+    } else if roll < 0.75 || mix == TextMix::Short {
         rng.random_range(5..160)
     } else if roll < 0.97 {
         rng.random_range(160..1000)
@@ -224,6 +246,7 @@ mod tests {
             sender_skew: 1.0,
             seed: 7,
             run_id: "t".into(),
+            text: TextMix::Chat,
         }
     }
 
