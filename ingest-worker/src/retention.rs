@@ -48,43 +48,43 @@ pub struct PassOutcome {
     pub batches: u64,
 }
 
-/// Deletes every expired row, batch by batch, until a batch comes back short or `cancel` fires.
-/// The metric is counted per batch, so an interrupted pass still reports what it removed.
+/// Deletes every expired message, batch by batch, until a batch comes back short or `cancel`
+/// fires.
 pub async fn run_pass(
     db: &PgPool,
     settings: &RetentionSettings,
     cancel: &CancellationToken,
 ) -> Result<PassOutcome, sqlx::Error> {
-    let mut outcome = PassOutcome::default();
-    loop {
-        let deleted = delete_batch(db, settings).await?;
-        outcome.batches += 1;
-        outcome.deleted += deleted;
-        metrics::counter!(RETENTION_DELETED).increment(deleted);
-        if deleted < u64::from(settings.batch_size) {
-            return Ok(outcome);
-        }
-        tokio::select! {
-            () = cancel.cancelled() => return Ok(outcome),
-            () = tokio::time::sleep(settings.batch_pause) => {}
-        }
-    }
+    pass(db, settings, Expiring::Messages, cancel).await
 }
 
-/// Deletes every expired dead letter, batch by batch, like [`run_pass`] does for messages.
+/// The same for dead letters.
 pub async fn run_dead_letter_pass(
     db: &PgPool,
     settings: &RetentionSettings,
     cancel: &CancellationToken,
 ) -> Result<PassOutcome, sqlx::Error> {
+    pass(db, settings, Expiring::DeadLetters, cancel).await
+}
+
+/// Deletes batch after batch of `what` until one comes back short or `cancel` fires. The
+/// messages' metric is counted per batch, so an interrupted pass still reports what it removed.
+async fn pass(
+    db: &PgPool,
+    settings: &RetentionSettings,
+    what: Expiring,
+    cancel: &CancellationToken,
+) -> Result<PassOutcome, sqlx::Error> {
     let mut outcome = PassOutcome::default();
     loop {
-        let deleted = sqlx::query(DELETE_EXPIRED_DEAD_LETTERS)
-            .bind(settings.days as i32)
-            .bind(i64::from(settings.batch_size))
-            .execute(db)
-            .await?
-            .rows_affected();
+        let deleted = match what {
+            Expiring::Messages => {
+                let deleted = delete_batch(db, settings).await?;
+                metrics::counter!(RETENTION_DELETED).increment(deleted);
+                deleted
+            }
+            Expiring::DeadLetters => delete_dead_letter_batch(db, settings).await?,
+        };
         outcome.batches += 1;
         outcome.deleted += deleted;
         if deleted < u64::from(settings.batch_size) {
@@ -118,10 +118,7 @@ pub async fn run(
             Backoff::at_most(settings.interval),
             &cancel,
             || async {
-                match what {
-                    Expiring::Messages => run_pass(&db, &settings, &cancel).await,
-                    Expiring::DeadLetters => run_dead_letter_pass(&db, &settings, &cancel).await,
-                }
+                pass(&db, &settings, what, &cancel).await
             },
             |error, delay| {
                 tracing::warn!(%error, ?what, retry_in_ms = delay.as_millis() as u64, "retention pass failed");
@@ -161,4 +158,18 @@ async fn delete_batch(db: &PgPool, settings: &RetentionSettings) -> Result<u64, 
     upkeep::apply(&mut tx, &deleted, Direction::Removed).await?;
     tx.commit().await?;
     Ok(deleted.len() as u64)
+}
+
+/// One short transaction: deletes up to a batch of dead letters last seen before the cutoff.
+async fn delete_dead_letter_batch(
+    db: &PgPool,
+    settings: &RetentionSettings,
+) -> Result<u64, sqlx::Error> {
+    let deleted = sqlx::query(DELETE_EXPIRED_DEAD_LETTERS)
+        .bind(settings.days as i32)
+        .bind(i64::from(settings.batch_size))
+        .execute(db)
+        .await?
+        .rows_affected();
+    Ok(deleted)
 }

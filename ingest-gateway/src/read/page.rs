@@ -38,7 +38,7 @@ pub async fn fetch(db: &PgPool, params: &Params, bound: Option<i64>) -> sqlx::Re
     let limit = params.limit + 1;
     let rows = if params.total_is_kept() {
         let buckets = TimeBuckets::of(params.since, params.until);
-        sqlx::query_as::<_, PageRow>(include_str!("page_with_kept_total.sql"))
+        let query = sqlx::query_as::<_, PageRow>(include_str!("page_with_kept_total.sql"))
             .bind(params.from.as_deref())
             .bind(params.to.as_deref())
             .bind(params.since)
@@ -46,17 +46,8 @@ pub async fn fetch(db: &PgPool, params: &Params, bound: Option<i64>) -> sqlx::Re
             .bind(cursor_ts)
             .bind(cursor_id)
             .bind(params.offset)
-            .bind(limit)
-            .bind(buckets.first_hour)
-            .bind(buckets.end_hour)
-            .bind(buckets.hours_before.0)
-            .bind(buckets.hours_before.1)
-            .bind(buckets.days.0)
-            .bind(buckets.days.1)
-            .bind(buckets.hours_after.0)
-            .bind(buckets.hours_after.1)
-            .fetch_all(db)
-            .await?
+            .bind(limit);
+        super::bind_buckets(query, &buckets).fetch_all(db).await?
     } else {
         let query = sqlx::query_as::<_, PageRow>(include_str!("page_with_counted_total.sql"))
             .bind(params.from.as_deref())

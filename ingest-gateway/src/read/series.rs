@@ -153,21 +153,12 @@ pub async fn fetch(db: &PgPool, params: &SeriesParams) -> sqlx::Result<Vec<Bucke
             .await;
     }
     let buckets = TimeBuckets::for_unit(params.since, params.until, params.unit);
-    sqlx::query_as(include_str!("series_from_aggregates.sql"))
+    let query = sqlx::query_as(include_str!("series_from_aggregates.sql"))
         .bind(unit)
         .bind(params.since)
         .bind(params.until)
-        .bind(limit)
-        .bind(buckets.first_hour)
-        .bind(buckets.end_hour)
-        .bind(buckets.hours_before.0)
-        .bind(buckets.hours_before.1)
-        .bind(buckets.days.0)
-        .bind(buckets.days.1)
-        .bind(buckets.hours_after.0)
-        .bind(buckets.hours_after.1)
-        .fetch_all(db)
-        .await
+        .bind(limit);
+    super::bind_buckets(query, &buckets).fetch_all(db).await
 }
 
 #[cfg(test)]
