@@ -100,6 +100,11 @@ impl Raw {
         query
     }
 
+    /// `limit`, between 1 and `max`.
+    fn limit(&mut self, default: i64, max: i64, errors: &mut Vec<FieldError>) -> i64 {
+        int_param("limit", self.limit.take(), default, 1, Some(max), errors)
+    }
+
     fn filters(&mut self, errors: &mut Vec<FieldError>) -> Filters {
         // Postgres text cannot hold NUL, so no reason contains one, and it cannot be sent as a
         // parameter either (found by schemathesis: it was a 500).
@@ -170,14 +175,7 @@ impl ListParams {
     pub fn parse(raw: Option<&str>) -> Result<Self, ValidationErrors> {
         let mut raw = Raw::of(raw);
         let mut errors = Vec::new();
-        let limit = int_param(
-            "limit",
-            raw.limit.take(),
-            DEFAULT_PAGE,
-            1,
-            Some(MAX_PAGE),
-            &mut errors,
-        );
+        let limit = raw.limit(DEFAULT_PAGE, MAX_PAGE, &mut errors);
         let filters = raw.filters(&mut errors);
         // An empty cursor is a first page, as on /messages.
         let after = match raw.cursor.take().filter(|c| !c.is_empty()) {
@@ -209,14 +207,7 @@ impl RedriveParams {
     pub fn parse(raw: Option<&str>) -> Result<Self, ValidationErrors> {
         let mut raw = Raw::of(raw);
         let mut errors = Vec::new();
-        let limit = int_param(
-            "limit",
-            raw.limit.take(),
-            DEFAULT_REDRIVE,
-            1,
-            Some(MAX_REDRIVE),
-            &mut errors,
-        );
+        let limit = raw.limit(DEFAULT_REDRIVE, MAX_REDRIVE, &mut errors);
         let filters = raw.filters(&mut errors);
         done(Self { limit, filters }, errors)
     }
