@@ -1,6 +1,9 @@
 //! `SEARCH_INDEX=trigram|none`: switching the trigram index on a live database while messages
 //! flow, what `q=` answers in either mode, `/health/ready`'s `search_index`, an INVALID index
 //! left by an interrupted build, a build started elsewhere, and the advisory lock.
+//!
+//! `messages` is partitioned: the index is the partitioned index on `messages`, valid once every
+//! partition has its part; the builds "by hand" below are a partition's part.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -107,18 +110,25 @@ fn start_load(
     })
 }
 
-/// The index as the catalog has it: `None` absent, `Some(valid)` present.
+/// The index as the catalog has it: `None` absent, `Some(valid)` present. On the partitioned
+/// `messages` it is valid only once every partition has its part attached.
 async fn catalog_index(env: &TestEnv) -> Option<bool> {
+    // From pg_index itself rather than pg_indexes: pg_get_indexdef fails on an index that a
+    // concurrent DROP INDEX removes meanwhile, which the switches under load do.
     sqlx::query_scalar(
-        "SELECT i.indisvalid FROM pg_indexes x \
-         JOIN pg_class c ON c.relname = x.indexname AND c.relkind = 'i' \
+        "SELECT i.indisvalid FROM pg_class c \
          JOIN pg_index i ON i.indexrelid = c.oid \
-         WHERE x.tablename = 'messages' AND x.indexname = 'messages_text_trgm_idx' \
-           AND x.indexdef LIKE '%USING gin (text gin_trgm_ops)%'",
+         WHERE c.relname = 'messages_text_trgm_idx' AND c.relkind IN ('i', 'I') \
+           AND i.indrelid = 'messages'::regclass AND i.indnatts = 1 \
+           AND i.indkey[0] = (SELECT attnum FROM pg_attribute \
+                              WHERE attrelid = 'messages'::regclass AND attname = 'text') \
+           AND i.indclass[0] = (SELECT oid FROM pg_opclass \
+                                WHERE opcname = 'gin_trgm_ops' \
+                                  AND opcmethod = (SELECT oid FROM pg_am WHERE amname = 'gin'))",
     )
     .fetch_optional(&env.db)
     .await
-    .expect("read pg_indexes")
+    .expect("read pg_index")
 }
 
 /// `GET /health/ready`: its status and body.
@@ -352,14 +362,49 @@ async fn switching_the_index_both_ways_under_load_loses_nothing_and_search_answe
     gateway.stop().await.unwrap();
 }
 
-/// Leaves `messages_text_trgm_idx` INVALID as a CREATE INDEX CONCURRENTLY interrupted after its
-/// first phase does: `holder` keeps an insert open, so the build waits for it, and a statement
-/// timeout ends the build there.
+/// The partition that rows stamped now land in.
+async fn current_partition(env: &TestEnv) -> String {
+    sqlx::query_scalar(
+        "SELECT name FROM message_partitions() \
+         WHERE lower_bound <= now() AND upper_bound > now()",
+    )
+    .fetch_one(&env.db)
+    .await
+    .expect("a partition holds now")
+}
+
+/// The statement that builds `partition`'s part of the index by hand, named as the service names
+/// the parts it builds.
+async fn build_part_by_hand(env: &TestEnv, partition: &str) -> String {
+    sqlx::query_scalar(
+        "SELECT format('CREATE INDEX CONCURRENTLY %I ON %I USING gin (text gin_trgm_ops)', \
+                       $1 || '_text_trgm_idx', $1::text)",
+    )
+    .bind(partition)
+    .fetch_one(&env.db)
+    .await
+    .unwrap()
+}
+
+/// No index, then the partitioned index on `messages` alone, without any part: what the service
+/// itself starts a build with (search_index/create.sql).
+async fn parent_index_without_parts(env: &TestEnv) {
+    sqlx::raw_sql(
+        "DROP INDEX IF EXISTS messages_text_trgm_idx; \
+         CREATE INDEX messages_text_trgm_idx ON ONLY messages USING gin (text gin_trgm_ops)",
+    )
+    .execute(&env.db)
+    .await
+    .unwrap();
+}
+
+/// Leaves `messages_text_trgm_idx` INVALID as a build interrupted on a partition does: the part of
+/// the current partition INVALID, as a CREATE INDEX CONCURRENTLY interrupted after its first phase
+/// leaves it (`holder` keeps an insert open, so the build waits for it, and a statement timeout
+/// ends the build there), and no other part.
 async fn leave_an_invalid_index(env: &TestEnv) {
-    sqlx::query("DROP INDEX IF EXISTS messages_text_trgm_idx")
-        .execute(&env.db)
-        .await
-        .unwrap();
+    parent_index_without_parts(env).await;
+    let build = build_part_by_hand(env, &current_partition(env).await).await;
     let mut holder = PgConnection::connect(&env.database_url).await.unwrap();
     let mut tx = holder.begin().await.unwrap();
     sqlx::query(
@@ -374,11 +419,9 @@ async fn leave_an_invalid_index(env: &TestEnv) {
         .execute(&mut builder)
         .await
         .unwrap();
-    let interrupted = sqlx::raw_sql(
-        "CREATE INDEX CONCURRENTLY messages_text_trgm_idx ON messages USING gin (text gin_trgm_ops)",
-    )
-    .execute(&mut builder)
-    .await;
+    let interrupted = sqlx::raw_sql(sqlx::AssertSqlSafe(build))
+        .execute(&mut builder)
+        .await;
     assert!(interrupted.is_err(), "the build was not interrupted");
     tx.rollback().await.unwrap();
     assert_eq!(catalog_index(env).await, Some(false));
@@ -422,10 +465,8 @@ async fn an_invalid_index_left_by_an_interrupted_build_is_rebuilt_or_dropped() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_build_under_way_reports_building_and_keeps_the_gateway_ready() {
     let env = TestEnv::new().await;
-    sqlx::query("DROP INDEX messages_text_trgm_idx")
-        .execute(&env.db)
-        .await
-        .unwrap();
+    parent_index_without_parts(&env).await;
+    let build = build_part_by_hand(&env, &current_partition(&env).await).await;
     // A build started by hand that waits on an open insert: "building" until it is let go.
     let mut holder = PgConnection::connect(&env.database_url).await.unwrap();
     let mut tx = holder.begin().await.unwrap();
@@ -439,12 +480,10 @@ async fn a_build_under_way_reports_building_and_keeps_the_gateway_ready() {
     let url = env.database_url.clone();
     let build = tokio::spawn(async move {
         let mut builder = PgConnection::connect(&url).await.unwrap();
-        sqlx::raw_sql(
-            "CREATE INDEX CONCURRENTLY messages_text_trgm_idx ON messages USING gin (text gin_trgm_ops)",
-        )
-        .execute(&mut builder)
-        .await
-        .map(|_| ())
+        sqlx::raw_sql(sqlx::AssertSqlSafe(build))
+            .execute(&mut builder)
+            .await
+            .map(|_| ())
     });
     eventually(WAIT, "the build shows as building", || async {
         (search_index::state(&env.db).await.unwrap() == Some(IndexState::Building)).then_some(())

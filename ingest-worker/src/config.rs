@@ -8,6 +8,7 @@ use ingest_shared::config::{
 use ingest_shared::nats::{ConsumerSettings, StreamSettings};
 use ingest_shared::search_index::SearchIndex;
 
+use crate::partitions::PartitionSettings;
 use crate::retention::RetentionSettings;
 
 /// Everything the worker reads from the environment, parsed once at start-up.
@@ -32,6 +33,8 @@ pub struct Config {
     pub retention: Option<RetentionSettings>,
     /// `None` (DEAD_LETTER_RETENTION_DAYS unset): dead letters are kept for ever.
     pub dead_letter_retention: Option<RetentionSettings>,
+    /// The partitions of `messages` the worker keeps ahead of time.
+    pub partitions: PartitionSettings,
     pub log_level: String,
     /// Fault injection for tests; always off in the binary.
     #[doc(hidden)]
@@ -72,6 +75,7 @@ impl Config {
             lag_poll: secs_or(env, "LAG_POLL_SECS", 5, 1..=3600)?,
             retention: retention_from_env(env, "RETENTION_DAYS")?,
             dead_letter_retention: retention_from_env(env, "DEAD_LETTER_RETENTION_DAYS")?,
+            partitions: PartitionSettings::from_env(env)?,
             log_level: string_or(env, "LOG_LEVEL", "info"),
             faults: Faults::default(),
         })

@@ -8,6 +8,7 @@ mod commit;
 mod config;
 mod consume;
 mod metrics;
+pub mod partitions;
 mod readiness;
 pub mod retention;
 mod state;
@@ -97,8 +98,15 @@ impl Application {
             let (cancel, consumer, db) =
                 (cancel.clone(), self.consumer.clone(), self.state.db.clone());
             let search_index = self.state.config.search_index;
+            let partitions = self.state.config.partitions.clone();
             tokio::spawn(async move {
                 db::migrate_with_retry(&db, &cancel).await;
+                // Until they exist, rows land in the default partition: nothing waits for them.
+                tokio::spawn(partitions::keep_ahead(
+                    db.clone(),
+                    partitions,
+                    cancel.clone(),
+                ));
                 // In the background: a build may take long, and the batches go on meanwhile.
                 let (db_bg, cancel_bg) = (db.clone(), cancel.clone());
                 tokio::spawn(async move {

@@ -12,10 +12,16 @@ pub const DEAD_LETTERS: &str = "worker_dead_letters_total";
 pub const BATCHES: &str = "worker_batches_total";
 pub const DB_ERRORS: &str = "worker_db_errors_total";
 pub const RETENTION_DELETED: &str = "worker_retention_deleted_total";
+pub const PARTITIONS_CREATED: &str = "worker_partitions_created_total";
+pub const PARTITIONS_DROPPED: &str = "worker_partitions_dropped_total";
 
 pub const BATCH_SIZE: &str = "worker_batch_size";
 pub const COMMIT_LATENCY_MS: &str = "worker_commit_latency_ms";
 pub const END_TO_END_LATENCY_MS: &str = "worker_end_to_end_latency_ms";
+/// How long dropping an expired partition blocked readers of `messages` (the DROP and the
+/// commit) and writers (the whole transaction).
+pub const PARTITION_DROP_READERS_BLOCKED_MS: &str = "worker_partition_drop_readers_blocked_ms";
+pub const PARTITION_DROP_WRITERS_BLOCKED_MS: &str = "worker_partition_drop_writers_blocked_ms";
 
 pub const CONSUMER_PENDING: &str = "worker_consumer_pending";
 pub const CONSUMER_ACK_PENDING: &str = "worker_consumer_ack_pending";
@@ -60,6 +66,14 @@ pub fn register() {
             RETENTION_DELETED,
             "Rows deleted by retention (RETENTION_DAYS)",
         ),
+        (
+            PARTITIONS_CREATED,
+            "Partitions of messages created ahead of time (PARTITION_INTERVAL)",
+        ),
+        (
+            PARTITIONS_DROPPED,
+            "Expired partitions of messages dropped whole by retention",
+        ),
     ] {
         describe_counter!(name, help);
         ::metrics::counter!(name).increment(0);
@@ -75,6 +89,16 @@ pub fn register() {
             END_TO_END_LATENCY_MS,
             Unit::Milliseconds,
             "From the gateway receiving a webhook to the worker committing it",
+        ),
+        (
+            PARTITION_DROP_READERS_BLOCKED_MS,
+            Unit::Milliseconds,
+            "Time reads of messages waited on a partition drop: the DROP and the commit",
+        ),
+        (
+            PARTITION_DROP_WRITERS_BLOCKED_MS,
+            Unit::Milliseconds,
+            "Time writes to messages waited on a partition drop: its whole transaction",
         ),
     ] {
         describe_histogram!(name, unit, help);

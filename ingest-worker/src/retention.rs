@@ -1,21 +1,28 @@
-//! Retention: deletes messages whose `ts` is older than `RETENTION_DAYS`, and dead letters last
-//! seen longer ago than `DEAD_LETTER_RETENTION_DAYS`, in small batches; each setting runs its own
-//! loop, started when it is set.
+//! Retention: removes messages whose `ts` is older than `RETENTION_DAYS`, and dead letters last
+//! seen longer ago than `DEAD_LETTER_RETENTION_DAYS`; each setting runs its own loop, started
+//! when it is set.
 //!
-//! One big `DELETE ... WHERE ts < cutoff` on a large table holds row locks on millions of rows,
-//! bloats WAL in one transaction and stalls replicas for minutes. Small batches, each its own
-//! short transaction with a pause between them, keep every lock brief and let autovacuum and
-//! replication keep up. At billions of rows, dropping monthly partitions is cheaper still (see
-//! docs/scaling.md); this is the path that needs no schema change.
+//! Messages: a partition of `messages` (partitions.rs) whose whole range has expired is dropped
+//! whole, in one transaction that also takes its rows out of the aggregates and its ids out of
+//! `message_ids`, so `/stats` stays exact ([`drop_partition`]). What is left expired, the older
+//! part of the partition that straddles the cutoff and outliers in the default partition, goes in
+//! small batches: one big `DELETE ... WHERE ts < cutoff` would hold row locks on millions of
+//! rows, bloat WAL in one transaction and stall replicas for minutes, whereas small batches, each
+//! its own short transaction with a pause between them, keep every lock brief and let autovacuum
+//! and replication keep up.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use ingest_shared::read_model::upkeep::{self, Change, Changes, Direction};
 use ingest_shared::retry::{self, Backoff};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::RETENTION_DELETED;
+use crate::metrics::{
+    PARTITION_DROP_READERS_BLOCKED_MS, PARTITION_DROP_WRITERS_BLOCKED_MS, PARTITIONS_DROPPED,
+    RETENTION_DELETED,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetentionSettings {
@@ -30,6 +37,12 @@ pub struct RetentionSettings {
 
 /// The whole statement, its parameters and why it is shaped so are described in the file.
 const DELETE_EXPIRED: &str = include_str!("sql/delete_expired.sql");
+/// The same for whole partitions, one file per statement of [`drop_partition`].
+const EXPIRED_PARTITIONS: &str = include_str!("sql/expired_partitions.sql");
+const LOCK_PARTITIONS: &str = include_str!("sql/lock_partitions.sql");
+const LOCK_WRITERS: &str = include_str!("sql/lock_writers.sql");
+const PARTITION_CHUNK: &str = include_str!("sql/partition_chunk.sql");
+const DROP_PARTITION: &str = include_str!("sql/drop_partition.sql");
 /// The same for dead letters.
 const DELETE_EXPIRED_DEAD_LETTERS: &str = include_str!("sql/delete_expired_dead_letters.sql");
 
@@ -48,8 +61,13 @@ pub struct PassOutcome {
     pub batches: u64,
 }
 
-/// Deletes every expired message, batch by batch, until a batch comes back short or `cancel`
-/// fires.
+/// Rows of a partition taken out of the aggregates per `upkeep::apply` call while it is dropped:
+/// large enough that the round trips do not matter, small enough that a chunk's rows are a few
+/// megabytes in the worker's memory.
+const PARTITION_CHUNK_ROWS: i64 = 50_000;
+
+/// Drops every partition whose whole range has expired, then deletes the expired rows left,
+/// batch by batch, until a batch comes back short or `cancel` fires. `deleted` counts both.
 pub async fn run_pass(
     db: &PgPool,
     settings: &RetentionSettings,
@@ -76,6 +94,9 @@ async fn pass(
     cancel: &CancellationToken,
 ) -> Result<PassOutcome, sqlx::Error> {
     let mut outcome = PassOutcome::default();
+    if what == Expiring::Messages {
+        outcome.deleted += drop_expired_partitions(db, settings, cancel).await?;
+    }
     loop {
         let deleted = match what {
             Expiring::Messages => {
@@ -141,6 +162,128 @@ pub async fn run(
             break;
         }
     }
+}
+
+/// A partition of `messages` and its range, as expired_partitions.sql lists it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+struct Partition {
+    name: String,
+    lower_bound: Option<DateTime<Utc>>,
+    upper_bound: DateTime<Utc>,
+}
+
+/// A row of a partition being dropped: what the aggregates count it by, and its key for the next
+/// chunk.
+#[derive(sqlx::FromRow)]
+struct PartitionRow {
+    message_id: String,
+    from_msisdn: String,
+    to_msisdn: String,
+    ts: DateTime<Utc>,
+}
+
+/// Drops the expired partitions, oldest first, each in its own transaction; returns how many rows
+/// they held. Stops early, with the partition in hand left whole, when `cancel` fires.
+async fn drop_expired_partitions(
+    db: &PgPool,
+    settings: &RetentionSettings,
+    cancel: &CancellationToken,
+) -> Result<u64, sqlx::Error> {
+    let mut deleted = 0;
+    // Looked at first without any lock, so a pass with nothing to drop keeps writers out of it.
+    let expired: Vec<Partition> = sqlx::query_as(EXPIRED_PARTITIONS)
+        .bind(settings.days as i32)
+        .fetch_all(db)
+        .await?;
+    for _ in expired {
+        match drop_partition(db, settings, cancel).await? {
+            Some(rows) => deleted += rows,
+            None => break,
+        }
+    }
+    Ok(deleted)
+}
+
+/// One transaction: the oldest expired partition's rows leave the aggregates (through the same
+/// `upkeep::apply` as every other writer, in chunks) and their ids leave `message_ids`, then the
+/// partition is dropped. Returns how many rows it held; `None` when there was none left to drop
+/// (another worker dropped it first) or `cancel` fired, in which case nothing changed.
+///
+/// The order avoids deadlocks: the partition lock, then SHARE ROW EXCLUSIVE on `messages`
+/// (lock_writers.sql) before anything else, so writers wait for this transaction instead of
+/// holding locks it needs; readers go on until the DROP, which holds ACCESS EXCLUSIVE only from
+/// there to the commit. Both times are measured, logged and exported.
+async fn drop_partition(
+    db: &PgPool,
+    settings: &RetentionSettings,
+    cancel: &CancellationToken,
+) -> Result<Option<u64>, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    sqlx::query(LOCK_PARTITIONS).execute(&mut *tx).await?;
+    let writers_from = Instant::now();
+    sqlx::query(LOCK_WRITERS).execute(&mut *tx).await?;
+    // Listed again under the locks: what was seen before may be gone.
+    let partition: Option<Partition> = sqlx::query_as(EXPIRED_PARTITIONS)
+        .bind(settings.days as i32)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let Some(partition) = partition else {
+        return Ok(None);
+    };
+    let mut rows = 0u64;
+    let mut after: Option<(DateTime<Utc>, String)> = None;
+    loop {
+        if cancel.is_cancelled() {
+            // Rolled back on drop: the partition stays whole, for the next pass.
+            return Ok(None);
+        }
+        let chunk: Vec<PartitionRow> = sqlx::query_as(PARTITION_CHUNK)
+            .bind(partition.lower_bound)
+            .bind(partition.upper_bound)
+            .bind(after.as_ref().map(|(ts, _)| *ts))
+            .bind(after.as_ref().map(|(_, id)| id.as_str()))
+            .bind(PARTITION_CHUNK_ROWS)
+            .fetch_all(&mut *tx)
+            .await?;
+        let Some(last) = chunk.last() else {
+            break;
+        };
+        after = Some((last.ts, last.message_id.clone()));
+        let full = chunk.len() as i64 == PARTITION_CHUNK_ROWS;
+        let changes: Changes = chunk
+            .into_iter()
+            .map(|row| Change {
+                from_msisdn: row.from_msisdn,
+                to_msisdn: row.to_msisdn,
+                ts: row.ts,
+            })
+            .collect();
+        rows += changes.len() as u64;
+        upkeep::apply(&mut tx, &changes, Direction::Removed).await?;
+        if !full {
+            break;
+        }
+    }
+    let readers_from = Instant::now();
+    sqlx::query(DROP_PARTITION)
+        .bind(&partition.name)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    let readers_ms = readers_from.elapsed().as_secs_f64() * 1000.0;
+    let writers_ms = writers_from.elapsed().as_secs_f64() * 1000.0;
+    metrics::counter!(PARTITIONS_DROPPED).increment(1);
+    metrics::counter!(RETENTION_DELETED).increment(rows);
+    metrics::histogram!(PARTITION_DROP_READERS_BLOCKED_MS).record(readers_ms);
+    metrics::histogram!(PARTITION_DROP_WRITERS_BLOCKED_MS).record(writers_ms);
+    tracing::info!(
+        partition = partition.name,
+        rows,
+        readers_blocked_ms = readers_ms.round() as u64,
+        writers_blocked_ms = writers_ms.round() as u64,
+        "expired partition dropped"
+    );
+    Ok(Some(rows))
 }
 
 /// One short transaction: deletes up to a batch of expired messages and takes them out of the

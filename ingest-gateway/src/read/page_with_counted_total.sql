@@ -16,7 +16,8 @@
 -- the heap visits). At the bound the count stopped early, the caller estimates the total
 -- (estimate_matches.sql), and the page is found by a scan of its own in (ts, message_id) order,
 -- which stops after `limit` rows: neither costs as much as the matches. Only one branch of
--- `keys` runs: the other's condition is false before it starts.
+-- `keys` runs: the other's condition is false before it starts. The page's rows are read back
+-- by (ts, message_id), the partition key first, so each lookup goes to one partition's index.
 WITH matched AS MATERIALIZED (
     SELECT m.ts, m.message_id FROM messages m
     WHERE ($1::text IS NULL OR m.from_msisdn = $1)
@@ -28,13 +29,13 @@ WITH matched AS MATERIALIZED (
 ),
 total AS (SELECT count(*) AS n FROM matched),
 keys AS (
-    (SELECT k.message_id FROM matched k
+    (SELECT k.ts, k.message_id FROM matched k
      WHERE ($10::bigint IS NULL OR (SELECT n FROM total) < $10)
        AND ($6::timestamptz IS NULL OR (k.ts, k.message_id) > ($6, $7::text))
      ORDER BY k.ts, k.message_id
      OFFSET $8 LIMIT $9)
     UNION ALL
-    (SELECT m.message_id FROM messages m
+    (SELECT m.ts, m.message_id FROM messages m
      WHERE (SELECT n FROM total) >= $10
        AND ($1::text IS NULL OR m.from_msisdn = $1)
        AND ($2::text IS NULL OR m.to_msisdn = $2)
@@ -46,5 +47,5 @@ keys AS (
      OFFSET $8 LIMIT $9)
 )
 SELECT total.n AS total, p.message_id, p.from_msisdn, p.to_msisdn, p.ts, p.ts_raw, p.text
-FROM total LEFT JOIN (keys k JOIN messages p ON p.message_id = k.message_id) ON true
+FROM total LEFT JOIN (keys k JOIN messages p ON p.ts = k.ts AND p.message_id = k.message_id) ON true
 ORDER BY p.ts, p.message_id

@@ -19,7 +19,8 @@
 -- the ts index. least/greatest ignore NULLs, so an open end needs no special case.
 --
 -- The page is found on the index alone (the rows an OFFSET skips cost an index entry each, not
--- a heap fetch); then only its own rows are read from the table, by primary key.
+-- a heap fetch); then only its own rows are read from the table, by (ts, message_id): the
+-- partition key first, so each lookup goes to one partition's index.
 WITH total AS (
     SELECT CASE
         WHEN $1::text IS NOT NULL THEN
@@ -47,7 +48,7 @@ WITH total AS (
     END AS n
 ),
 keys AS (
-    SELECT m.message_id FROM messages m
+    SELECT m.ts, m.message_id FROM messages m
     WHERE ($1::text IS NULL OR m.from_msisdn = $1)
       AND ($2::text IS NULL OR m.to_msisdn = $2)
       AND ($3::timestamptz IS NULL OR m.ts >= $3)
@@ -57,5 +58,5 @@ keys AS (
     OFFSET $7 LIMIT $8
 )
 SELECT total.n AS total, p.message_id, p.from_msisdn, p.to_msisdn, p.ts, p.ts_raw, p.text
-FROM total LEFT JOIN (keys k JOIN messages p ON p.message_id = k.message_id) ON true
+FROM total LEFT JOIN (keys k JOIN messages p ON p.ts = k.ts AND p.message_id = k.message_id) ON true
 ORDER BY p.ts, p.message_id

@@ -22,10 +22,15 @@
 -- Returns the messages really inserted (`from_msisdn`, `to_msisdn`, `ts`), which the same
 -- transaction then applies to the aggregates (shared/src/read_model/apply_changes.sql).
 --
--- `ON CONFLICT DO NOTHING` makes a redelivered message change nothing and tolerates an id
--- repeated inside the batch, and `RETURNING` leaves both out, so the aggregates count each
--- message once however often it is delivered. Messages are inserted sorted by id so that two
--- batches sharing ids wait for each other in one order.
+-- Exactly once: `messages` is partitioned by ts and cannot hold a unique message_id, so the ids
+-- go first into the unpartitioned `message_ids` (migration 20261204000009), with
+-- `ON CONFLICT DO NOTHING`, and only the ids that insert really added get their row in
+-- `messages`. A redelivered message, or a re-send of the same id with another ts, changes
+-- nothing: the first version stored wins. An id repeated inside the batch is taken once, its
+-- first occurrence. `RETURNING` leaves out what was not inserted, so the aggregates count each
+-- message once however often it is delivered. Ids are inserted sorted so that two batches
+-- sharing ids wait for each other in one order; the second waits for the first to commit and
+-- then skips the id.
 --
 -- A dead letter whose bytes are already there (the same payload failing again, redelivered or
 -- redriven) updates that row: last seen now, counted again, the latest reason, sequence and
@@ -48,10 +53,23 @@ WITH dead AS (
         subject = EXCLUDED.subject,
         stream_seq = EXCLUDED.stream_seq,
         request_id = EXCLUDED.request_id
+),
+batch AS (
+    SELECT DISTINCT ON (u.message_id) u.*
+    FROM UNNEST($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[],
+                $6::text[], $7::bigint[], $8::text[]) WITH ORDINALITY
+         AS u(message_id, from_msisdn, to_msisdn, ts, ts_raw, text, stream_seq, msg_type, nth)
+    ORDER BY u.message_id, u.nth
+),
+new AS (
+    INSERT INTO message_ids (message_id, ts)
+    SELECT b.message_id, b.ts FROM batch b
+    ORDER BY b.message_id
+    ON CONFLICT (message_id) DO NOTHING
+    RETURNING message_id
 )
 INSERT INTO messages (message_id, from_msisdn, to_msisdn, ts, ts_raw, text, stream_seq, msg_type)
-SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[],
-                     $6::text[], $7::bigint[], $8::text[]) AS u(message_id)
-ORDER BY u.message_id
-ON CONFLICT (message_id) DO NOTHING
+SELECT b.message_id, b.from_msisdn, b.to_msisdn, b.ts, b.ts_raw, b.text, b.stream_seq, b.msg_type
+FROM batch b JOIN new n ON n.message_id = b.message_id
+ORDER BY b.message_id
 RETURNING from_msisdn, to_msisdn, ts;

@@ -1,5 +1,6 @@
--- Builds the trigram search index without blocking writes (search_index/mod.rs). No parameters.
--- Runs outside any transaction (CONCURRENTLY requires it). Same definition as the migration
--- 20261128000004_read_api.sql. IF NOT EXISTS also skips an INVALID index of the same name, so
--- the caller drops one of those first (drop.sql).
-CREATE INDEX CONCURRENTLY IF NOT EXISTS messages_text_trgm_idx ON messages USING gin (text gin_trgm_ops)
+-- The search index on `messages` itself (search_index/mod.rs), before its parts: a partitioned
+-- index that stays INVALID until every partition's part is attached (missing.sql). No
+-- parameters. `ON ONLY` builds nothing, so this is a catalog change: it takes SHARE on
+-- `messages` for that moment (writes wait, reads go on). A partition created from now on gets
+-- its part with it. Same definition as the migration 20261128000004_read_api.sql.
+CREATE INDEX IF NOT EXISTS messages_text_trgm_idx ON ONLY messages USING gin (text gin_trgm_ops)

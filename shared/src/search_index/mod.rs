@@ -4,11 +4,18 @@
 //! The index is most of what a stored row costs, so a deployment that rarely searches can go
 //! without it; `q=` then answers the same through a scan (docs/scaling.md).
 //!
+//! `messages` is partitioned by time, so the index is a partitioned index: one on `messages`
+//! itself, valid once every partition has its part attached. A partition created while it exists
+//! gets its part at creation (empty, so at once). Postgres builds no partitioned index
+//! CONCURRENTLY, so switching it on creates the parent's index without building anything, then
+//! builds each partition's part with `CREATE INDEX CONCURRENTLY` (writes go on) and attaches it.
+//! Switching it off drops the parent's index with its parts, which Postgres only does with a
+//! brief ACCESS EXCLUSIVE lock on the table (drop.sql), then any part left unattached.
+//!
 //! Both binaries read the setting and, once the migrations have run, bring the index in line in
-//! the background ([`keep_in_line`]): `CREATE INDEX CONCURRENTLY` or `DROP INDEX CONCURRENTLY`,
-//! neither of which blocks writes, on a session of its own outside any transaction. A
+//! the background ([`keep_in_line`]), on a session of its own outside any transaction. A
 //! session-level advisory lock ([`LOCK_KEY`]) lets one process at a time do it; the others retry
-//! until they get the lock and then find nothing left to do. An index left INVALID by an
+//! until they get the lock and then find nothing left to do. A part left INVALID by an
 //! interrupted build is dropped and built again. Every gateway and worker must have the same
 //! setting: two that differ undo each other's work at each start (each logs a warning when it
 //! finds the other state).
@@ -114,6 +121,7 @@ where
     E: Executor<'c, Database = Postgres>,
 {
     let name: Option<String> = sqlx::query_scalar(include_str!("state.sql"))
+        .bind(LOCK_KEY)
         .fetch_one(db)
         .await?;
     Ok(name.as_deref().and_then(IndexState::parse))
@@ -219,15 +227,21 @@ async fn bring_in_line(
     }
     let started = Instant::now();
     tracing::info!(index = INDEX_NAME, from = %found, to = %wanted_text, "search index switch started");
-    if found != IndexState::None {
-        sqlx::raw_sql(include_str!("drop.sql"))
-            .execute(&mut *session)
-            .await?;
-    }
-    if wanted == SearchIndex::Trigram {
-        sqlx::raw_sql(include_str!("create.sql"))
-            .execute(&mut *session)
-            .await?;
+    match wanted {
+        SearchIndex::Trigram => build_parts(session).await?,
+        SearchIndex::None => {
+            sqlx::raw_sql(include_str!("drop.sql"))
+                .execute(&mut *session)
+                .await?;
+            let strays: Vec<String> = sqlx::query_scalar(include_str!("strays.sql"))
+                .fetch_all(&mut *session)
+                .await?;
+            for statement in strays {
+                sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
+                    .execute(&mut *session)
+                    .await?;
+            }
+        }
     }
     let now = state(&mut *session)
         .await?
@@ -247,6 +261,45 @@ async fn bring_in_line(
         found,
         switched_in: Some(took),
     })
+}
+
+/// What missing.sql lists for a partition without its part of the index.
+#[derive(sqlx::FromRow)]
+struct MissingPart {
+    partition: String,
+    drop_invalid: Option<String>,
+    build: String,
+    attach: String,
+}
+
+/// Creates the parent's index, then builds and attaches each partition's missing part, one
+/// partition at a time, until none lacks it (a partition created meanwhile has its part already).
+async fn build_parts(session: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::raw_sql(include_str!("create.sql"))
+        .execute(&mut *session)
+        .await?;
+    loop {
+        let missing: Vec<MissingPart> = sqlx::query_as(include_str!("missing.sql"))
+            .fetch_all(&mut *session)
+            .await?;
+        if missing.is_empty() {
+            return Ok(());
+        }
+        for part in missing {
+            let started = Instant::now();
+            for statement in part.drop_invalid.into_iter().chain([part.build, part.attach]) {
+                sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
+                    .execute(&mut *session)
+                    .await?;
+            }
+            tracing::info!(
+                index = INDEX_NAME,
+                partition = part.partition,
+                duration_ms = started.elapsed().as_millis() as u64,
+                "search index built on a partition"
+            );
+        }
+    }
 }
 
 /// Brings the index in line with `wanted`, retrying on the shared schedule (crate::retry) while
