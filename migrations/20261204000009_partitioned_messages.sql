@@ -17,9 +17,10 @@
 -- (PARTITION_INTERVAL), `messages_default` for rows outside every range, and on a database that
 -- already held messages, `messages_legacy`: the table as it was, attached whole from MINVALUE to
 -- the end of the current month, which retention drops whole once that end has expired. The
--- worker creates partitions ahead of time (ensure_message_partitions below, called under an
--- advisory lock); this migration creates the current month's and the next two, and the worker
--- takes over with its own setting.
+-- worker creates the partitions, at start and ahead of time, with its own PARTITION_INTERVAL
+-- (ensure_message_partitions below, under an advisory lock); this migration creates none, and
+-- rows stored before the worker's first check land in the default partition, from where they are
+-- moved into their partition when it is created.
 --
 -- Locks (docs/operations.md has the measurements): the copy of the ids into message_ids runs
 -- under SHARE (writers wait, readers go on); the rest under ACCESS EXCLUSIVE on the old table,
@@ -100,10 +101,18 @@ $$;
 -- (blocking every reader and writer until commit), so the partition is created on its own and
 -- then attached. ATTACH PARTITION takes SHARE UPDATE EXCLUSIVE on `messages` (readers and writers
 -- go on), ACCESS EXCLUSIVE on the new, empty table, and ACCESS EXCLUSIVE on the default
--- partition, which it scans to check that no row there belongs to the new range. Rows that do
--- (ts ahead of the partitions, e.g. a sender's clock) are moved into the new table first, in the
--- same transaction, after the default partition is locked so no such row can arrive in between.
--- The default partition holds only outliers, so the scan and the lock are short.
+-- partition, which it scans to check that no row there belongs to the new range. The default
+-- partition holds only outliers, so the scan and the lock are short.
+--
+-- Rows already in the default partition for a new range (ts ahead of the partitions, e.g. a
+-- sender's clock) are moved into the new table first, in the same transaction. Then only, the
+-- function takes ACCESS EXCLUSIVE on `messages` before anything else: a query planned with the
+-- partitions as they were before the commit and run with a snapshot taken after it would find
+-- such a row in neither place. The default partition is locked before it is looked at again, so
+-- no row can arrive in between; one that arrived after the first look, when `messages` was not
+-- locked, fails this attempt, and the next (the worker retries) locks it. `messages` first, then
+-- the default partition, for all the partitions created in one call: the order in which readers
+-- and writers lock them too.
 CREATE FUNCTION ensure_message_partitions(interval_name text, ahead integer)
 RETURNS SETOF text
 LANGUAGE plpgsql SET TimeZone = 'UTC' AS $$
@@ -117,11 +126,20 @@ DECLARE
     hi timestamptz;
     next_lo timestamptz;
     partition_name text;
+    moving boolean;
 BEGIN
     IF step IS NULL THEN
         RAISE EXCEPTION 'unknown partition interval: %', interval_name;
     END IF;
     PERFORM lock_message_partitions();
+    moving := EXISTS (
+        SELECT 1 FROM messages_default
+        WHERE ts >= date_trunc(interval_name, now())
+          AND ts < date_trunc(interval_name, now()) + step * (ahead + 1)
+    );
+    IF moving THEN
+        LOCK TABLE messages IN ACCESS EXCLUSIVE MODE;
+    END IF;
     FOR i IN 0..ahead LOOP
         lo := date_trunc(interval_name, now()) + step * i;
         hi := lo + step;
@@ -139,6 +157,10 @@ BEGIN
         partition_name := 'messages_p' || to_char(lo, 'YYYYMMDD');
         CONTINUE WHEN to_regclass(partition_name) IS NOT NULL;
         LOCK TABLE messages_default IN ACCESS EXCLUSIVE MODE;
+        IF NOT moving AND EXISTS (SELECT 1 FROM messages_default WHERE ts >= lo AND ts < hi) THEN
+            RAISE EXCEPTION 'rows for % arrived in the default partition meanwhile; try again',
+                partition_name;
+        END IF;
         EXECUTE format('CREATE TABLE %I (LIKE messages INCLUDING DEFAULTS)', partition_name);
         EXECUTE format(
             'WITH moved AS (DELETE FROM messages_default WHERE ts >= $1 AND ts < $2 RETURNING *) '
@@ -192,5 +214,3 @@ BEGIN
                    'FOR VALUES FROM (MINVALUE) TO (%L)', legacy_end);
 END
 $$;
-
-SELECT ensure_message_partitions('month', 2);

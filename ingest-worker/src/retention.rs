@@ -61,11 +61,6 @@ pub struct PassOutcome {
     pub batches: u64,
 }
 
-/// Rows of a partition taken out of the aggregates per `upkeep::apply` call while it is dropped:
-/// large enough that the round trips do not matter, small enough that a chunk's rows are a few
-/// megabytes in the worker's memory.
-const PARTITION_CHUNK_ROWS: i64 = 50_000;
-
 /// Drops every partition whose whole range has expired, then deletes the expired rows left,
 /// batch by batch, until a batch comes back short or `cancel` fires. `deleted` counts both.
 pub async fn run_pass(
@@ -205,7 +200,7 @@ async fn drop_expired_partitions(
 }
 
 /// One transaction: the oldest expired partition's rows leave the aggregates (through the same
-/// `upkeep::apply` as every other writer, in chunks) and their ids leave `message_ids`, then the
+/// `upkeep::apply` as every other writer, a batch at a time) and their ids leave `message_ids`, then the
 /// partition is dropped. Returns how many rows it held; `None` when there was none left to drop
 /// (another worker dropped it first) or `cancel` fired, in which case nothing changed.
 ///
@@ -230,6 +225,9 @@ async fn drop_partition(
     let Some(partition) = partition else {
         return Ok(None);
     };
+    // A chunk is a batch (RETENTION_BATCH_SIZE): the most rows one statement handles, whether it
+    // deletes them or reads them for the aggregates, so the worker's memory stays bounded.
+    let chunk_rows = i64::from(settings.batch_size);
     let mut rows = 0u64;
     let mut after: Option<(DateTime<Utc>, String)> = None;
     loop {
@@ -242,14 +240,14 @@ async fn drop_partition(
             .bind(partition.upper_bound)
             .bind(after.as_ref().map(|(ts, _)| *ts))
             .bind(after.as_ref().map(|(_, id)| id.as_str()))
-            .bind(PARTITION_CHUNK_ROWS)
+            .bind(chunk_rows)
             .fetch_all(&mut *tx)
             .await?;
         let Some(last) = chunk.last() else {
             break;
         };
         after = Some((last.ts, last.message_id.clone()));
-        let full = chunk.len() as i64 == PARTITION_CHUNK_ROWS;
+        let full = chunk.len() as i64 == chunk_rows;
         let changes: Changes = chunk
             .into_iter()
             .map(|row| Change {
