@@ -91,14 +91,13 @@ async fn assert_stats_exact(env: &TestEnv, gateway: &Running) {
     assert_eq!(stats["total_messages"], total, "{stats}");
     assert_eq!(stats["senders_count"], senders, "{stats}");
     assert_eq!(stats["recipients_count"], recipients, "{stats}");
-    let per_sender: BTreeMap<String, i64> = sqlx::query_as(
-        "SELECT from_msisdn, count(*) FROM messages GROUP BY 1",
-    )
-    .fetch_all(&env.db)
-    .await
-    .unwrap()
-    .into_iter()
-    .collect();
+    let per_sender: BTreeMap<String, i64> =
+        sqlx::query_as("SELECT from_msisdn, count(*) FROM messages GROUP BY 1")
+            .fetch_all(&env.db)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
     for sender in stats["messages_per_sender"].as_array().unwrap() {
         let from = sender["from"].as_str().unwrap();
         assert_eq!(sender["count"], per_sender[from], "{from}");
@@ -185,7 +184,10 @@ async fn two_workers_racing_on_the_same_ids_store_each_once() {
         env.start_worker(env.worker_config(&config)).await,
         env.start_worker(env.worker_config(&config)).await,
     );
-    let (now, past) = (ts_in(&env.db, 0.0).await, ts_in(&env.db, -3000.0 * DAY).await);
+    let (now, past) = (
+        ts_in(&env.db, 0.0).await,
+        ts_in(&env.db, -3000.0 * DAY).await,
+    );
     // Each id three times, with two different ts, spread so that the copies of one id fall into
     // different batches taken by either worker.
     let ids = 300;
@@ -226,7 +228,9 @@ async fn rows_outside_every_partition_land_in_the_default_one_are_readable_and_m
         ("ahead", ahead.as_str()),
     ] {
         assert_eq!(
-            env.post_signed(&gateway, &body(id, "+4", ts)).await.status(),
+            env.post_signed(&gateway, &body(id, "+4", ts))
+                .await
+                .status(),
             200
         );
     }
@@ -258,7 +262,10 @@ async fn rows_outside_every_partition_land_in_the_default_one_are_readable_and_m
     })
     .await;
     assert!(moved.starts_with("messages_p"), "{moved}");
-    assert_eq!(get(&env, &gateway, "/messages?limit=10").await["data"], page["data"]);
+    assert_eq!(
+        get(&env, &gateway, "/messages?limit=10").await["data"],
+        page["data"]
+    );
     assert_eq!(env.row_count().await, 3);
     assert_ids_match_rows(&env.db).await;
     assert_stats_exact(&env, &gateway).await;
@@ -341,7 +348,11 @@ async fn count_prefix(db: &PgPool, table: &str, prefix: &str) -> i64 {
         "messages" => "SELECT count(*) FROM messages WHERE message_id LIKE $1 || '%'",
         _ => "SELECT count(*) FROM message_ids WHERE message_id LIKE $1 || '%'",
     };
-    sqlx::query_scalar(sql).bind(prefix).fetch_one(db).await.unwrap()
+    sqlx::query_scalar(sql)
+        .bind(prefix)
+        .fetch_one(db)
+        .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -374,7 +385,10 @@ async fn retention_drops_a_whole_expired_partition_and_the_stats_stay_exact() {
     env.wait_drained().await;
     assert_eq!(env.row_count().await, 552);
     assert_eq!(stored(&env.db, "exp-0000").await[0].1, "messages_expired");
-    assert_eq!(stored(&env.db, "str-new-0000").await[0].1, "messages_straddling");
+    assert_eq!(
+        stored(&env.db, "str-new-0000").await[0].1,
+        "messages_straddling"
+    );
     assert_stats_exact(&env, &gateway).await;
     worker.stop().await.unwrap();
 
@@ -413,8 +427,16 @@ async fn retention_drops_a_whole_expired_partition_and_the_stats_stay_exact() {
         ("out-new", 1),
         ("live-", 150),
     ] {
-        assert_eq!(count_prefix(&env.db, "messages", prefix).await, kept, "{prefix}");
-        assert_eq!(count_prefix(&env.db, "message_ids", prefix).await, kept, "{prefix} ids");
+        assert_eq!(
+            count_prefix(&env.db, "messages", prefix).await,
+            kept,
+            "{prefix}"
+        );
+        assert_eq!(
+            count_prefix(&env.db, "message_ids", prefix).await,
+            kept,
+            "{prefix} ids"
+        );
     }
     assert_ids_match_rows(&env.db).await;
     assert_stats_exact(&env, &gateway).await;
@@ -463,13 +485,21 @@ async fn the_live_migration_of_a_million_rows_keeps_every_row_id_and_stat() {
     // A database at the schema before partitioning, with a million rows in it.
     let name = format!("{}_mig", env.database_name);
     let admin = integration_tests::admin_database_url();
-    let admin = PgPoolOptions::new().max_connections(1).connect(&admin).await.unwrap();
+    let admin = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&admin)
+        .await
+        .unwrap();
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
         .execute(&admin)
         .await
         .unwrap();
     let url = env.database_url.replace(&env.database_name, &name);
-    let db = PgPoolOptions::new().max_connections(4).connect(&url).await.unwrap();
+    let db = PgPoolOptions::new()
+        .max_connections(4)
+        .connect(&url)
+        .await
+        .unwrap();
     ingest_shared::db::MIGRATOR
         .run_to(20261203000006, &db)
         .await
@@ -545,7 +575,10 @@ async fn the_live_migration_of_a_million_rows_keeps_every_row_id_and_stat() {
     publish(&env, body("m5", "+1999", &next_month)).await;
     publish(&env, body("new-1", "+1999", &next_month)).await;
     env.wait_drained().await;
-    assert_eq!(stored(&db, "m5").await, [("raw5".to_owned(), "messages_legacy".to_owned())]);
+    assert_eq!(
+        stored(&db, "m5").await,
+        [("raw5".to_owned(), "messages_legacy".to_owned())]
+    );
     let new = stored(&db, "new-1").await;
     assert!(new[0].1.starts_with("messages_p"), "{new:?}");
     let stats = get(&env, &gateway, "/stats").await;

@@ -56,7 +56,12 @@ impl PartitionSettings {
     /// straddling month's expired rows are deleted row by row as before. Day or week suit a short
     /// retention or a very high rate (docs/scaling.md).
     pub fn from_env(env: &dyn Env) -> Result<Self, ConfigError> {
-        let interval = match one_of(env, "PARTITION_INTERVAL", "month", &PartitionInterval::NAMES)? {
+        let interval = match one_of(
+            env,
+            "PARTITION_INTERVAL",
+            "month",
+            &PartitionInterval::NAMES,
+        )? {
             "day" => PartitionInterval::Day,
             "week" => PartitionInterval::Week,
             _ => PartitionInterval::Month,
@@ -78,7 +83,11 @@ pub async fn ensure(db: &PgPool, settings: &PartitionSettings) -> Result<Vec<Str
         .await?;
     metrics::counter!(PARTITIONS_CREATED).increment(created.len() as u64);
     for name in &created {
-        tracing::info!(partition = name, interval = settings.interval.as_str(), "partition created");
+        tracing::info!(
+            partition = name,
+            interval = settings.interval.as_str(),
+            "partition created"
+        );
     }
     Ok(created)
 }

@@ -287,7 +287,11 @@ async fn build_parts(session: &mut PgConnection) -> Result<(), sqlx::Error> {
         }
         for part in missing {
             let started = Instant::now();
-            for statement in part.drop_invalid.into_iter().chain([part.build, part.attach]) {
+            for statement in part
+                .drop_invalid
+                .into_iter()
+                .chain([part.build, part.attach])
+            {
                 sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
                     .execute(&mut *session)
                     .await?;
