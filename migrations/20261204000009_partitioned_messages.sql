@@ -86,16 +86,27 @@ $$;
 
 -- The advisory lock that serialises changes to the partitions of messages for the rest of the
 -- transaction: their creation here and their drop by retention (ingest-worker/src/retention.rs).
-CREATE FUNCTION lock_message_partitions() RETURNS void
-LANGUAGE sql AS $$
-    SELECT pg_advisory_xact_lock(8097879449299872111)  -- "partitio"
+-- `wait` false: returns false at once when another transaction holds it.
+CREATE FUNCTION lock_message_partitions(wait boolean) RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE
+    lock_key constant bigint := 8097879449299872111;  -- "partitio"
+BEGIN
+    IF wait THEN
+        PERFORM pg_advisory_xact_lock(lock_key);
+        RETURN true;
+    END IF;
+    RETURN pg_try_advisory_xact_lock(lock_key);
+END
 $$;
 
 -- Creates the partition of the interval holding now() and the next `ahead` ones that do not
 -- exist yet, each clipped to the gap between existing partitions (after a change of
 -- PARTITION_INTERVAL the old ranges stay as they are). Returns the names created. Takes the
 -- partition lock (lock_message_partitions) for the transaction, so workers create each
--- partition once and never while retention drops one.
+-- partition once and never while retention drops one; when another transaction holds it, does
+-- nothing and returns nothing, rather than keep a connection waiting through a partition drop
+-- (the partitions ahead give the next check plenty of time).
 --
 -- Locks in Postgres 15: CREATE TABLE ... PARTITION OF would take ACCESS EXCLUSIVE on `messages`
 -- (blocking every reader and writer until commit), so the partition is created on its own and
@@ -131,7 +142,9 @@ BEGIN
     IF step IS NULL THEN
         RAISE EXCEPTION 'unknown partition interval: %', interval_name;
     END IF;
-    PERFORM lock_message_partitions();
+    IF NOT lock_message_partitions(false) THEN
+        RETURN;
+    END IF;
     moving := EXISTS (
         SELECT 1 FROM messages_default
         WHERE ts >= date_trunc(interval_name, now())
