@@ -1,0 +1,269 @@
+//! Messages JetStream gave up on. After `MAX_DELIVER` deliveries without an ack, the server stops
+//! delivering a message but a WorkQueue stream keeps it, so the stream's first sequence (what a
+//! consistent read waits on) can never pass it. Such a message is moved to `dead_letters`
+//! (kind `max_deliveries`, the raw bytes kept, redrivable like the others) and only then deleted
+//! from the stream.
+//!
+//! Two ways to find one:
+//! - the server's advisory, sent once, when the exhausted message comes up for redelivery. The
+//!   workers subscribe as one queue group, so one of them handles each advisory.
+//! - a scan at start and every `ACK_WAIT_SECS`, for what no worker heard (none was running, the
+//!   worker that heard it died, or a server restart: it sends the advisory only once). A stored
+//!   message at or below the sequence the consumer is done with (everything below its ack floor,
+//!   or everything delivered when nothing awaits an ack) is not pending: it was either acked, and
+//!   the stream is about to drop it, or given up on. Only one seen so at two scans in a row is
+//!   moved, so an ack on its way is never taken for one. A message a worker still holds is pending
+//!   and never qualifies.
+//!
+//! Each move is idempotent: the upsert on the payload's digest keeps one row, a row already
+//! written for the same sequence is not written again, and deleting a sequence already gone is
+//! no error.
+
+use std::collections::HashSet;
+
+use async_nats::jetstream::stream::{LastRawMessageErrorKind, Stream};
+use async_nats::jetstream::{self, message::StreamMessage};
+use futures::StreamExt;
+use serde::Deserialize;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+use crate::Config;
+use crate::batch::{DeadLetter, Kind};
+use crate::consume::LOG_TARGET;
+use crate::metrics::MAX_DELIVERIES;
+use crate::store;
+
+/// Most given-up messages one scan walks past the stream's first sequence.
+const SCAN_LIMIT: usize = 100;
+
+/// Whether a dead letter for these bytes at this sequence is already written; the statement
+/// and its parameters are described in the file.
+const ALREADY_MOVED: &str = include_str!("sql/max_deliveries_moved.sql");
+
+/// The advisory's fields this needs (nats-server's `io.nats.jetstream.advisory.v1.max_deliver`).
+#[derive(Debug, Deserialize)]
+struct Advisory {
+    stream_seq: u64,
+    deliveries: u64,
+}
+
+/// How a message was found: the log says which.
+#[derive(Clone, Copy)]
+enum Found {
+    Advisory { deliveries: u64 },
+    Scan,
+}
+
+pub struct Mover {
+    config: Config,
+    jetstream: jetstream::Context,
+    db: PgPool,
+}
+
+/// The subject the server sends the advisory on for the worker's consumer.
+fn advisory_subject(config: &Config) -> String {
+    format!(
+        "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{}.{}",
+        config.nats.stream, config.consumer.durable
+    )
+}
+
+/// Subscribes to the advisory, before the consumer pulls anything so that none sent for this
+/// worker's pulls is missed. `None` when `MAX_DELIVER` is unlimited: nothing is ever given up on.
+pub async fn subscribe(
+    client: &async_nats::Client,
+    config: &Config,
+) -> Option<async_nats::Subscriber> {
+    if config.consumer.max_deliver < 1 {
+        return None;
+    }
+    match client
+        .queue_subscribe(advisory_subject(config), config.consumer.durable.clone())
+        .await
+    {
+        Ok(subscriber) => Some(subscriber),
+        Err(error) => {
+            // The scan still finds them, one ACK_WAIT_SECS later.
+            tracing::warn!(target: LOG_TARGET, %error, "cannot subscribe to the max-deliveries advisory");
+            None
+        }
+    }
+}
+
+impl Mover {
+    pub fn new(config: Config, jetstream: jetstream::Context, db: PgPool) -> Self {
+        Self {
+            config,
+            jetstream,
+            db,
+        }
+    }
+
+    /// Handles advisories and scans until `cancel` fires. A move in progress finishes first: its
+    /// dead letter and its delete are short.
+    pub async fn run(self, mut advisories: Option<async_nats::Subscriber>, cancel: CancellationToken) {
+        if self.config.consumer.max_deliver < 1 {
+            return;
+        }
+        let mut scans = tokio::time::interval(self.config.consumer.ack_wait);
+        scans.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut suspects = HashSet::new();
+        loop {
+            tokio::select! {
+                biased;
+                () = cancel.cancelled() => break,
+                advisory = next(&mut advisories) => match advisory {
+                    Some(message) => self.on_advisory(&message.payload).await,
+                    None => advisories = None,
+                },
+                _ = scans.tick() => {
+                    match self.scan(&suspects).await {
+                        Ok(seen) => suspects = seen,
+                        Err(error) => tracing::debug!(target: LOG_TARGET, %error, "max-deliveries scan skipped"),
+                    }
+                }
+            }
+        }
+        tracing::debug!(target: LOG_TARGET, "max-deliveries task stopped");
+    }
+
+    async fn on_advisory(&self, payload: &[u8]) {
+        let advisory: Advisory = match serde_json::from_slice(payload) {
+            Ok(advisory) => advisory,
+            Err(error) => {
+                tracing::warn!(target: LOG_TARGET, %error, "unreadable max-deliveries advisory");
+                return;
+            }
+        };
+        let stream = match self.stream().await {
+            Ok(stream) => stream,
+            Err(error) => {
+                tracing::warn!(target: LOG_TARGET, %error, stream_seq = advisory.stream_seq, "max-deliveries advisory not handled; the scan will retry");
+                return;
+            }
+        };
+        match stream.get_raw_message(advisory.stream_seq).await {
+            Ok(message) => {
+                let found = Found::Advisory {
+                    deliveries: advisory.deliveries,
+                };
+                self.move_one(&stream, message, found).await;
+            }
+            // Moved already (by another worker's scan), or acked at the last moment.
+            Err(error) if error.kind() == LastRawMessageErrorKind::NoMessageFound => {}
+            Err(error) => {
+                tracing::warn!(target: LOG_TARGET, %error, stream_seq = advisory.stream_seq, "max-deliveries advisory not handled; the scan will retry");
+            }
+        }
+    }
+
+    async fn stream(&self) -> anyhow::Result<Stream> {
+        Ok(self.jetstream.get_stream(&self.config.nats.stream).await?)
+    }
+
+    /// Moves the given-up messages that were already given up on at the previous scan; returns
+    /// the ones seen now, for the next.
+    async fn scan(&self, previous: &HashSet<u64>) -> anyhow::Result<HashSet<u64>> {
+        let mut stream = self.stream().await?;
+        let state = stream.info().await?.state.clone();
+        let consumer = stream.consumer_info(&self.config.consumer.durable).await?;
+        let done = if consumer.num_ack_pending == 0 {
+            consumer.delivered.stream_sequence
+        } else {
+            consumer.ack_floor.stream_sequence
+        };
+        let mut seen = HashSet::new();
+        if state.messages == 0 || state.first_sequence > done {
+            return Ok(seen);
+        }
+        let mut seq = state.first_sequence;
+        while seen.len() < SCAN_LIMIT && seq <= done {
+            let message = match stream
+                .get_first_raw_message_by_subject(&self.config.nats.subject, seq)
+                .await
+            {
+                Ok(message) => message,
+                Err(error) if error.kind() == LastRawMessageErrorKind::NoMessageFound => break,
+                Err(error) => return Err(error.into()),
+            };
+            seq = message.sequence + 1;
+            if message.sequence > done {
+                break;
+            }
+            if previous.contains(&message.sequence) {
+                self.move_one(&stream, message, Found::Scan).await;
+            } else {
+                seen.insert(message.sequence);
+            }
+        }
+        Ok(seen)
+    }
+
+    /// The dead letter first, committed; then the delete. Never the other way round: a crash in
+    /// between leaves the message in the stream, where the scan finds it again.
+    async fn move_one(&self, stream: &Stream, message: StreamMessage, found: Found) {
+        let seq = message.sequence;
+        let max_deliver = self.config.consumer.max_deliver;
+        let letter = DeadLetter::new(
+            Kind::MaxDeliveries,
+            seq as i64,
+            message.subject.as_str(),
+            &message.payload,
+            Some(&message.headers),
+            format!("max_deliveries: not acknowledged after {max_deliver} deliveries (MAX_DELIVER)"),
+        );
+        let written = async {
+            let moved: bool = sqlx::query_scalar(ALREADY_MOVED)
+                .bind(&letter.dedup_key)
+                .bind(letter.stream_seq)
+                .bind(letter.kind.as_str())
+                .fetch_one(&self.db)
+                .await?;
+            if !moved {
+                store::store_batch(&self.db, &[], std::slice::from_ref(&letter)).await?;
+            }
+            Ok::<_, sqlx::Error>(!moved)
+        };
+        let written = match written.await {
+            Ok(written) => written,
+            Err(error) => {
+                tracing::warn!(target: LOG_TARGET, %error, stream_seq = seq, "undeliverable message not dead-lettered yet; the scan will retry");
+                return;
+            }
+        };
+        if let Err(error) = stream.delete_message(seq).await {
+            let gone = matches!(
+                stream.get_raw_message(seq).await,
+                Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound
+            );
+            if !gone {
+                tracing::warn!(target: LOG_TARGET, %error, stream_seq = seq, "dead-lettered message not deleted from the stream yet; the scan will retry");
+                return;
+            }
+        }
+        let (via, deliveries) = match found {
+            Found::Advisory { deliveries } => ("advisory", deliveries),
+            Found::Scan => ("scan", max_deliver as u64),
+        };
+        if written {
+            ::metrics::counter!(MAX_DELIVERIES).increment(1);
+            tracing::error!(
+                target: LOG_TARGET,
+                stream_seq = seq,
+                deliveries,
+                request_id = letter.request_id.as_deref(),
+                found = via,
+                "message not acknowledged after MAX_DELIVER deliveries; moved to dead letters"
+            );
+        }
+    }
+}
+
+/// The next advisory; pending for ever without a subscription.
+async fn next(advisories: &mut Option<async_nats::Subscriber>) -> Option<async_nats::Message> {
+    match advisories {
+        Some(subscriber) => subscriber.next().await,
+        None => std::future::pending().await,
+    }
+}
