@@ -207,8 +207,21 @@ async fn then_reads_are_fresh_and_the_redrive_stores_it(
     assert_eq!(left, 0, "the redriven dead letter is gone");
 }
 
-fn log_of(logs: &Path, name: &str) -> String {
-    std::fs::read_to_string(logs.join(format!("{name}.log"))).unwrap_or_default()
+/// The worker's log line for the move (JSON), checked for what an operator needs: how it was
+/// found, the sequence, the deliveries and the request id.
+fn check_logged(logs: &Path, name: &str, found: &str, seq: u64) {
+    let log = std::fs::read_to_string(logs.join(format!("{name}.log"))).unwrap_or_default();
+    let moved: Vec<Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l["msg"].as_str().is_some_and(|m| m.contains("moved to dead letters")))
+        .collect();
+    assert_eq!(moved.len(), 1, "one line for the one move:\n{log}");
+    let line = &moved[0];
+    assert_eq!(line["found"], found, "{line}");
+    assert_eq!(line["stream_seq"], seq, "{line}");
+    assert_eq!(line["deliveries"], 3, "{line}");
+    assert!(line["request_id"].is_string(), "{line}");
 }
 
 /// Three workers in turn take the poison message, hang on it (a transaction the test holds
@@ -249,6 +262,23 @@ async fn a_message_that_kills_every_worker_becomes_a_dead_letter_through_the_adv
             },
         )
         .await;
+        // Its batch is closed once its insert waits (the killed workers' inserts wait on too):
+        // the others posted from now on cannot join it.
+        eventually(
+            Duration::from_secs(30),
+            &format!("worker {round} waiting on the poison's row"),
+            || async {
+                let waiting: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM pg_stat_activity \
+                     WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                )
+                .fetch_one(&env.db)
+                .await
+                .ok()?;
+                (waiting >= round).then_some(())
+            },
+        )
+        .await;
         // Others pass the hanging worker by and are acked before it dies.
         for k in 0..2 {
             let id = format!("other-{round}-{k}");
@@ -274,11 +304,7 @@ async fn a_message_that_kills_every_worker_becomes_a_dead_letter_through_the_adv
 
     then_reads_are_fresh_and_the_redrive_stores_it_while(&env, &gateway, &w, seq, &others, hold)
         .await;
-    let log = log_of(logs.path(), "worker-4");
-    assert!(
-        log.contains("moved to dead letters") && log.contains("advisory"),
-        "the move is logged, found by the advisory:\n{log}"
-    );
+    check_logged(logs.path(), "worker-4", "advisory", seq);
     gateway.stop().await.unwrap();
 }
 
@@ -367,10 +393,6 @@ async fn a_message_given_up_on_while_no_worker_ran_is_found_by_the_scan() {
         post(&env, &gateway, id).await;
     }
     then_reads_are_fresh_and_the_redrive_stores_it(&env, &gateway, &w, seq, &others).await;
-    let log = log_of(logs.path(), "worker-1");
-    assert!(
-        log.contains("moved to dead letters") && log.contains("scan"),
-        "the move is logged, found by the scan:\n{log}"
-    );
+    check_logged(logs.path(), "worker-1", "scan", seq);
     gateway.stop().await.unwrap();
 }
