@@ -42,7 +42,10 @@ fn vars(env: &TestEnv) -> HashMap<String, String> {
 
 async fn gateway(env: &TestEnv) -> Running {
     let mut settings = overrides().to_vec();
-    settings.extend([("ADMIN_TOKENS", ADMIN), ("READ_CONSISTENCY_TIMEOUT_MS", "1000")]);
+    settings.extend([
+        ("ADMIN_TOKENS", ADMIN),
+        ("READ_CONSISTENCY_TIMEOUT_MS", "1000"),
+    ]);
     let gateway = env.start_gateway(env.gateway_config(&settings)).await;
     gateway.wait_ready(&env.http, Duration::from_secs(30)).await;
     gateway
@@ -95,7 +98,12 @@ async fn read(env: &TestEnv, gateway: &Running) -> (String, Duration) {
     (consistency, started.elapsed())
 }
 
-async fn admin(env: &TestEnv, gateway: &Running, method: reqwest::Method, path: &str) -> (u16, Value) {
+async fn admin(
+    env: &TestEnv,
+    gateway: &Running,
+    method: reqwest::Method,
+    path: &str,
+) -> (u16, Value) {
     let response = env
         .http
         .request(method, gateway.url(path))
@@ -138,10 +146,16 @@ async fn dead_letter(env: &TestEnv, gateway: &Running, seq: u64) -> i64 {
     assert_eq!(item["stream_seq"], seq, "{item}");
     assert_eq!(item["times"], 1, "{item}");
     assert!(
-        item["reason"].as_str().unwrap().starts_with("max_deliveries"),
+        item["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("max_deliveries"),
         "{item}"
     );
-    assert!(item["request_id"].is_string(), "the gateway's request id: {item}");
+    assert!(
+        item["request_id"].is_string(),
+        "the gateway's request id: {item}"
+    );
     let id = item["id"].as_i64().unwrap();
     let (status, one) = admin(
         env,
@@ -154,7 +168,11 @@ async fn dead_letter(env: &TestEnv, gateway: &Running, seq: u64) -> i64 {
     let payload = base64::engine::general_purpose::STANDARD
         .decode(one["payload_base64"].as_str().unwrap())
         .unwrap();
-    assert_eq!(payload, message_body(POISON).as_bytes(), "the bytes as sent");
+    assert_eq!(
+        payload,
+        message_body(POISON).as_bytes(),
+        "the bytes as sent"
+    );
     id
 }
 
@@ -163,27 +181,54 @@ async fn dead_letter(env: &TestEnv, gateway: &Running, seq: u64) -> i64 {
 async fn then_reads_are_fresh_and_the_redrive_stores_it(
     env: &TestEnv,
     gateway: &Running,
-    worker: &ServiceProcess,
+    workers: &[&ServiceProcess],
     seq: u64,
     others: &[String],
 ) {
     let id = dead_letter(env, gateway, seq).await;
-    eventually(Duration::from_secs(10), "the poison deleted from the stream", || async {
-        (!in_stream(env, seq).await).then_some(())
-    })
+    eventually(
+        Duration::from_secs(10),
+        "the poison deleted from the stream",
+        || async { (!in_stream(env, seq).await).then_some(()) },
+    )
     .await;
     // The other messages are stored by now, so nothing is left for a read to wait on.
     env.wait_for_rows(others.len() as i64).await;
     let (consistency, took) = read(env, gateway).await;
     assert_eq!(consistency, "fresh", "took {took:?}");
-    assert!(took < Duration::from_millis(900), "a fresh read waited {took:?}");
+    assert!(
+        took < Duration::from_millis(900),
+        "a fresh read waited {took:?}"
+    );
 
-    eventually(Duration::from_secs(10), "the max-deliveries metrics", || async {
-        let text = env.http.get(worker.url("/metrics")).send().await.ok()?.text().await.ok()?;
-        let moved = metric_value(&text, "worker_max_deliveries_total");
-        let stored = metric_value(&text, r#"worker_dead_letters_stored{reason="max_deliveries"}"#);
-        (moved == Some(1.0) && stored == Some(1.0)).then_some(())
-    })
+    // One move among all the workers; each counts the stored dead letter.
+    eventually(
+        Duration::from_secs(10),
+        "the max-deliveries metrics",
+        || async {
+            let mut moved = 0.0;
+            for worker in workers {
+                let text = env
+                    .http
+                    .get(worker.url("/metrics"))
+                    .send()
+                    .await
+                    .ok()?
+                    .text()
+                    .await
+                    .ok()?;
+                moved += metric_value(&text, "worker_max_deliveries_total")?;
+                let stored = metric_value(
+                    &text,
+                    r#"worker_dead_letters_stored{reason="max_deliveries"}"#,
+                )?;
+                if stored != 1.0 {
+                    return None;
+                }
+            }
+            (moved == 1.0).then_some(())
+        },
+    )
     .await;
 
     let (status, body) = admin(
@@ -199,7 +244,11 @@ async fn then_reads_are_fresh_and_the_redrive_stores_it(
     expected.sort();
     env.wait_for_rows(expected.len() as i64).await;
     env.wait_drained().await;
-    assert_eq!(env.message_ids().await, expected, "every message stored exactly once");
+    assert_eq!(
+        env.message_ids().await,
+        expected,
+        "every message stored exactly once"
+    );
     let left: i64 = sqlx::query_scalar("SELECT count(*) FROM dead_letters")
         .fetch_one(&env.db)
         .await
@@ -207,14 +256,21 @@ async fn then_reads_are_fresh_and_the_redrive_stores_it(
     assert_eq!(left, 0, "the redriven dead letter is gone");
 }
 
-/// The worker's log line for the move (JSON), checked for what an operator needs: how it was
-/// found, the sequence, the deliveries and the request id.
-fn check_logged(logs: &Path, name: &str, found: &str, seq: u64) {
-    let log = std::fs::read_to_string(logs.join(format!("{name}.log"))).unwrap_or_default();
+/// The workers' log line for the move (JSON), one among them all, checked for what an operator
+/// needs: how it was found, the sequence, the deliveries and the request id.
+fn check_logged(logs: &Path, names: &[&str], found: &str, seq: u64) {
+    let log: String = names
+        .iter()
+        .map(|name| std::fs::read_to_string(logs.join(format!("{name}.log"))).unwrap_or_default())
+        .collect();
     let moved: Vec<Value> = log
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|l| l["msg"].as_str().is_some_and(|m| m.contains("moved to dead letters")))
+        .filter(|l| {
+            l["msg"]
+                .as_str()
+                .is_some_and(|m| m.contains("moved to dead letters"))
+        })
         .collect();
     assert_eq!(moved.len(), 1, "one line for the one move:\n{log}");
     let line = &moved[0];
@@ -286,9 +342,11 @@ async fn a_message_that_kills_every_worker_becomes_a_dead_letter_through_the_adv
             others.push(id);
         }
         env.wait_for_rows(others.len() as i64).await;
-        eventually(Duration::from_secs(10), "only the poison unacked", || async {
-            (consumer_state(&env).await.1 == 1).then_some(())
-        })
+        eventually(
+            Duration::from_secs(10),
+            "only the poison unacked",
+            || async { (consumer_state(&env).await.1 == 1).then_some(()) },
+        )
         .await;
         w.kill().await;
     }
@@ -296,15 +354,27 @@ async fn a_message_that_kills_every_worker_becomes_a_dead_letter_through_the_adv
     let (consistency, took) = read(&env, &gateway).await;
     assert_eq!(consistency, "stale", "took {took:?}");
 
-    let w = worker(&env, logs.path(), "worker-4");
-    w.wait_ready(&env.http, Duration::from_secs(30)).await;
+    // Two workers run when the deliveries run out: one of them moves it.
+    let (w4, w5) = (
+        worker(&env, logs.path(), "worker-4"),
+        worker(&env, logs.path(), "worker-5"),
+    );
+    w4.wait_ready(&env.http, Duration::from_secs(30)).await;
+    w5.wait_ready(&env.http, Duration::from_secs(30)).await;
     post(&env, &gateway, "other-4-0").await;
     others.push("other-4-0".to_owned());
     others.sort();
 
-    then_reads_are_fresh_and_the_redrive_stores_it_while(&env, &gateway, &w, seq, &others, hold)
-        .await;
-    check_logged(logs.path(), "worker-4", "advisory", seq);
+    then_reads_are_fresh_and_the_redrive_stores_it_while(
+        &env,
+        &gateway,
+        &[&w4, &w5],
+        seq,
+        &others,
+        hold,
+    )
+    .await;
+    check_logged(logs.path(), &["worker-4", "worker-5"], "advisory", seq);
     gateway.stop().await.unwrap();
 }
 
@@ -313,25 +383,30 @@ async fn a_message_that_kills_every_worker_becomes_a_dead_letter_through_the_adv
 async fn then_reads_are_fresh_and_the_redrive_stores_it_while(
     env: &TestEnv,
     gateway: &Running,
-    worker: &ServiceProcess,
+    workers: &[&ServiceProcess],
     seq: u64,
     others: &[String],
     hold: sqlx::Transaction<'static, sqlx::Postgres>,
 ) {
     dead_letter(env, gateway, seq).await;
-    eventually(Duration::from_secs(10), "the poison deleted from the stream", || async {
-        (!in_stream(env, seq).await).then_some(())
-    })
+    eventually(
+        Duration::from_secs(10),
+        "the poison deleted from the stream",
+        || async { (!in_stream(env, seq).await).then_some(()) },
+    )
     .await;
     let (consistency, took) = read(env, gateway).await;
-    assert_eq!(consistency, "fresh", "with the poison's insert still hanging; took {took:?}");
+    assert_eq!(
+        consistency, "fresh",
+        "with the poison's insert still hanging; took {took:?}"
+    );
     hold.rollback().await.unwrap();
-    then_reads_are_fresh_and_the_redrive_stores_it(env, gateway, worker, seq, others).await;
+    then_reads_are_fresh_and_the_redrive_stores_it(env, gateway, workers, seq, others).await;
 }
 
 /// No worker runs while the poison's deliveries run out (the test takes it three times and never
 /// acks, then a fourth pull makes the server give up on it, with nobody hearing the advisory).
-/// A worker started afterwards finds it by its scan.
+/// Two workers started afterwards find it by their scans, and it is moved once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_given_up_on_while_no_worker_ran_is_found_by_the_scan() {
     let env = TestEnv::new().await;
@@ -367,32 +442,44 @@ async fn a_message_given_up_on_while_no_worker_ran_is_found_by_the_scan() {
         )
         .await;
     }
-    eventually(Duration::from_secs(15), "the server gives up on it", || async {
-        let mut batch = consumer
-            .fetch()
-            .max_messages(1)
-            .expires(Duration::from_millis(500))
-            .messages()
-            .await
-            .ok()?;
-        if let Some(Ok(message)) = batch.next().await {
-            panic!("delivered past MAX_DELIVER: {:?}", message.info());
-        }
-        let info = stream.consumer_info(&env.consumer).await.ok()?;
-        (info.num_ack_pending == 0 && info.delivered.stream_sequence >= seq).then_some(())
-    })
+    eventually(
+        Duration::from_secs(15),
+        "the server gives up on it",
+        || async {
+            let mut batch = consumer
+                .fetch()
+                .max_messages(1)
+                .expires(Duration::from_millis(500))
+                .messages()
+                .await
+                .ok()?;
+            if let Some(Ok(message)) = batch.next().await {
+                panic!("delivered past MAX_DELIVER: {:?}", message.info());
+            }
+            let info = stream.consumer_info(&env.consumer).await.ok()?;
+            (info.num_ack_pending == 0 && info.delivered.stream_sequence >= seq).then_some(())
+        },
+    )
     .await;
-    assert!(in_stream(&env, seq).await, "given up on, yet still in the stream");
+    assert!(
+        in_stream(&env, seq).await,
+        "given up on, yet still in the stream"
+    );
     let (consistency, took) = read(&env, &gateway).await;
     assert_eq!(consistency, "stale", "took {took:?}");
 
-    let w = worker(&env, logs.path(), "worker-1");
-    w.wait_ready(&env.http, Duration::from_secs(30)).await;
+    // Two workers, started together, so their scans find it at about the same time.
+    let (w1, w2) = (
+        worker(&env, logs.path(), "worker-1"),
+        worker(&env, logs.path(), "worker-2"),
+    );
+    w1.wait_ready(&env.http, Duration::from_secs(30)).await;
+    w2.wait_ready(&env.http, Duration::from_secs(30)).await;
     let others: Vec<String> = (0..3).map(|k| format!("other-{k}")).collect();
     for id in &others {
         post(&env, &gateway, id).await;
     }
-    then_reads_are_fresh_and_the_redrive_stores_it(&env, &gateway, &w, seq, &others).await;
-    check_logged(logs.path(), "worker-1", "scan", seq);
+    then_reads_are_fresh_and_the_redrive_stores_it(&env, &gateway, &[&w1, &w2], seq, &others).await;
+    check_logged(logs.path(), &["worker-1", "worker-2"], "scan", seq);
     gateway.stop().await.unwrap();
 }

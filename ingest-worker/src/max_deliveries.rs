@@ -16,8 +16,9 @@
 //!   and never qualifies.
 //!
 //! Each move is idempotent: the upsert on the payload's digest keeps one row, a row already
-//! written for the same sequence is not written again, and deleting a sequence already gone is
-//! no error.
+//! written for the same sequence is not written again (checked under a lock on the digest, so
+//! two workers finding it at once write it once), and deleting a sequence already gone is no
+//! error.
 
 use std::collections::HashSet;
 
@@ -40,6 +41,8 @@ const SCAN_LIMIT: usize = 100;
 /// Whether a dead letter for these bytes at this sequence is already written; the statement
 /// and its parameters are described in the file.
 const ALREADY_MOVED: &str = include_str!("sql/max_deliveries_moved.sql");
+const LOCK: &str = include_str!("sql/max_deliveries_lock.sql");
+const UNLOCK: &str = include_str!("sql/max_deliveries_unlock.sql");
 
 /// The advisory's fields this needs (nats-server's `io.nats.jetstream.advisory.v1.max_deliver`).
 #[derive(Debug, Deserialize)]
@@ -102,7 +105,11 @@ impl Mover {
 
     /// Handles advisories and scans until `cancel` fires. A move in progress finishes first: its
     /// dead letter and its delete are short.
-    pub async fn run(self, mut advisories: Option<async_nats::Subscriber>, cancel: CancellationToken) {
+    pub async fn run(
+        self,
+        mut advisories: Option<async_nats::Subscriber>,
+        cancel: CancellationToken,
+    ) {
         if self.config.consumer.max_deliver < 1 {
             return;
         }
@@ -211,21 +218,11 @@ impl Mover {
             message.subject.as_str(),
             &message.payload,
             Some(&message.headers),
-            format!("max_deliveries: not acknowledged after {max_deliver} deliveries (MAX_DELIVER)"),
+            format!(
+                "max_deliveries: not acknowledged after {max_deliver} deliveries (MAX_DELIVER)"
+            ),
         );
-        let written = async {
-            let moved: bool = sqlx::query_scalar(ALREADY_MOVED)
-                .bind(&letter.dedup_key)
-                .bind(letter.stream_seq)
-                .bind(letter.kind.as_str())
-                .fetch_one(&self.db)
-                .await?;
-            if !moved {
-                store::store_batch(&self.db, &[], std::slice::from_ref(&letter)).await?;
-            }
-            Ok::<_, sqlx::Error>(!moved)
-        };
-        let written = match written.await {
+        let written = match self.write_once(&letter).await {
             Ok(written) => written,
             Err(error) => {
                 tracing::warn!(target: LOG_TARGET, %error, stream_seq = seq, "undeliverable message not dead-lettered yet; the scan will retry");
@@ -257,6 +254,40 @@ impl Mover {
                 "message not acknowledged after MAX_DELIVER deliveries; moved to dead letters"
             );
         }
+    }
+}
+
+impl Mover {
+    /// Writes the dead letter unless a worker already wrote it for this sequence; `true` when this
+    /// call wrote it. The check and the write run under a lock on the payload's digest.
+    async fn write_once(&self, letter: &DeadLetter) -> Result<bool, sqlx::Error> {
+        let mut lock = self.db.acquire().await?;
+        sqlx::query(LOCK)
+            .bind(&letter.dedup_key)
+            .execute(&mut *lock)
+            .await?;
+        let written = async {
+            let moved: bool = sqlx::query_scalar(ALREADY_MOVED)
+                .bind(&letter.dedup_key)
+                .bind(letter.stream_seq)
+                .bind(letter.kind.as_str())
+                .fetch_one(&mut *lock)
+                .await?;
+            if !moved {
+                store::store_batch(&self.db, &[], std::slice::from_ref(letter)).await?;
+            }
+            Ok::<_, sqlx::Error>(!moved)
+        }
+        .await;
+        let unlocked = sqlx::query(UNLOCK)
+            .bind(&letter.dedup_key)
+            .execute(&mut *lock)
+            .await;
+        if unlocked.is_err() {
+            // Closing the connection is what releases the lock then; it must not go back to the pool.
+            lock.close_on_drop();
+        }
+        written
     }
 }
 
