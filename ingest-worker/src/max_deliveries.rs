@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 use crate::Config;
 use crate::batch::{DeadLetter, Kind};
 use crate::consume::LOG_TARGET;
-use crate::metrics::MAX_DELIVERIES;
+use crate::metrics::{DEAD_LETTERS, MAX_DELIVERIES};
 use crate::store;
 
 /// Most given-up messages one scan walks past the stream's first sequence.
@@ -245,6 +245,7 @@ impl Mover {
         };
         if written {
             ::metrics::counter!(MAX_DELIVERIES).increment(1);
+            ::metrics::counter!(DEAD_LETTERS).increment(1);
             tracing::error!(
                 target: LOG_TARGET,
                 stream_seq = seq,
