@@ -64,6 +64,11 @@ pub struct Mover {
     db: PgPool,
 }
 
+/// With `MAX_DELIVER` unlimited nothing is ever given up on, and nothing here runs.
+fn enabled(config: &Config) -> bool {
+    config.consumer.max_deliver > 0
+}
+
 /// The subject the server sends the advisory on for the worker's consumer.
 fn advisory_subject(config: &Config) -> String {
     format!(
@@ -73,12 +78,12 @@ fn advisory_subject(config: &Config) -> String {
 }
 
 /// Subscribes to the advisory, before the consumer pulls anything so that none sent for this
-/// worker's pulls is missed. `None` when `MAX_DELIVER` is unlimited: nothing is ever given up on.
+/// worker's pulls is missed. `None` when `MAX_DELIVER` is unlimited.
 pub async fn subscribe(
     client: &async_nats::Client,
     config: &Config,
 ) -> Option<async_nats::Subscriber> {
-    if config.consumer.max_deliver < 1 {
+    if !enabled(config) {
         return None;
     }
     match client
@@ -110,7 +115,7 @@ impl Mover {
         mut advisories: Option<async_nats::Subscriber>,
         cancel: CancellationToken,
     ) {
-        if self.config.consumer.max_deliver < 1 {
+        if !enabled(&self.config) {
             return;
         }
         let mut scans = tokio::time::interval(self.config.consumer.ack_wait);
@@ -172,8 +177,10 @@ impl Mover {
     /// Moves the given-up messages that were already given up on at the previous scan; returns
     /// the ones seen now, for the next.
     async fn scan(&self, previous: &HashSet<u64>) -> anyhow::Result<HashSet<u64>> {
-        let mut stream = self.stream().await?;
-        let state = stream.info().await?.state.clone();
+        let stream = self.stream().await?;
+        // Read with the stream just now; the consumer after it, so a message found at or below
+        // `done` was not pending when the consumer was read.
+        let state = stream.cached_info().state.clone();
         let consumer = stream.consumer_info(&self.config.consumer.durable).await?;
         let done = if consumer.num_ack_pending == 0 {
             consumer.delivered.stream_sequence
@@ -256,9 +263,7 @@ impl Mover {
             );
         }
     }
-}
 
-impl Mover {
     /// Writes the dead letter unless a worker already wrote it for this sequence; `true` when this
     /// call wrote it. The check and the write run under a lock on the payload's digest.
     async fn write_once(&self, letter: &DeadLetter) -> Result<bool, sqlx::Error> {
