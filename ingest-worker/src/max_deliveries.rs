@@ -11,20 +11,26 @@
 //!   worker that heard it died, or a server restart: it sends the advisory only once). A stored
 //!   message at or below the sequence the consumer is done with (everything below its ack floor,
 //!   or everything delivered when nothing awaits an ack) is not pending: it was either acked, and
-//!   the stream is about to drop it, or given up on. Only one seen so at two scans in a row is
-//!   moved, so an ack on its way is never taken for one. A message a worker still holds is pending
-//!   and never qualifies.
+//!   the stream is about to drop it, or given up on. A message a worker still holds is pending
+//!   and never qualifies. One is moved only once seen so for `ACK_WAIT_SECS` (an ack on its way
+//!   is not taken for one) and published `ACK_WAIT_SECS` x `MAX_DELIVER` ago.
+//!
+//! A message whose id is already in `messages` is only deleted from the stream, with no dead
+//! letter: after a NATS restart the stream can still hold messages whose acks the consumer had
+//! counted, which the same checks would otherwise take for given up on.
 //!
 //! Each move is idempotent: the upsert on the payload's digest keeps one row, a row already
 //! written for the same sequence is not written again (checked under a lock on the digest, so
 //! two workers finding it at once write it once), and deleting a sequence already gone is no
 //! error.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use async_nats::jetstream::stream::{LastRawMessageErrorKind, Stream};
 use async_nats::jetstream::{self, message::StreamMessage};
 use futures::StreamExt;
+use ingest_shared::message;
 use serde::Deserialize;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -41,6 +47,7 @@ const SCAN_LIMIT: usize = 100;
 /// Whether a dead letter for these bytes at this sequence is already written; the statement
 /// and its parameters are described in the file.
 const ALREADY_MOVED: &str = include_str!("sql/max_deliveries_moved.sql");
+const STORED: &str = include_str!("sql/max_deliveries_stored.sql");
 const LOCK: &str = include_str!("sql/max_deliveries_lock.sql");
 const UNLOCK: &str = include_str!("sql/max_deliveries_unlock.sql");
 
@@ -50,6 +57,9 @@ struct Advisory {
     stream_seq: u64,
     deliveries: u64,
 }
+
+/// Sequences the scan found given up on, and when first.
+type Suspects = HashMap<u64, Instant>;
 
 /// How a message was found: the log says which.
 #[derive(Clone, Copy)]
@@ -120,7 +130,7 @@ impl Mover {
         }
         let mut scans = tokio::time::interval(self.config.consumer.ack_wait);
         scans.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut suspects = HashSet::new();
+        let mut suspects = Suspects::new();
         loop {
             tokio::select! {
                 biased;
@@ -174,20 +184,21 @@ impl Mover {
         Ok(self.jetstream.get_stream(&self.config.nats.stream).await?)
     }
 
-    /// Moves the given-up messages that were already given up on at the previous scan; returns
-    /// the ones seen now, for the next.
-    async fn scan(&self, previous: &HashSet<u64>) -> anyhow::Result<HashSet<u64>> {
+    /// Moves the given-up messages seen so for at least `ACK_WAIT_SECS`; returns the ones seen
+    /// now, with when each was first seen, for the next scan.
+    async fn scan(&self, previous: &Suspects) -> anyhow::Result<Suspects> {
         let stream = self.stream().await?;
         // Read with the stream just now; the consumer after it, so a message found at or below
         // `done` was not pending when the consumer was read.
         let state = stream.cached_info().state.clone();
         let consumer = stream.consumer_info(&self.config.consumer.durable).await?;
+        let read_at = Instant::now();
         let done = if consumer.num_ack_pending == 0 {
             consumer.delivered.stream_sequence
         } else {
             consumer.ack_floor.stream_sequence
         };
-        let mut seen = HashSet::new();
+        let mut seen = Suspects::new();
         if state.messages == 0 || state.first_sequence > done {
             return Ok(seen);
         }
@@ -205,17 +216,44 @@ impl Mover {
             if message.sequence > done {
                 break;
             }
-            if previous.contains(&message.sequence) {
+            let since = previous.get(&message.sequence).copied().unwrap_or(read_at);
+            let held = read_at.duration_since(since) >= self.config.consumer.ack_wait;
+            if held && self.old_enough(&message) {
                 self.move_one(&stream, message, Found::Scan).await;
             } else {
-                seen.insert(message.sequence);
+                seen.insert(message.sequence, since);
             }
         }
         Ok(seen)
     }
 
-    /// The dead letter first, committed; then the delete. Never the other way round: a crash in
-    /// between leaves the message in the stream, where the scan finds it again.
+    /// Published at least `ACK_WAIT_SECS` x `MAX_DELIVER` ago, as a message that used up its
+    /// deliveries by timing out must be. The server's clock against this one's: a skew of
+    /// seconds does not matter next to that span.
+    fn old_enough(&self, message: &StreamMessage) -> bool {
+        let consumer = &self.config.consumer;
+        let span = consumer.ack_wait.as_secs() as i64 * consumer.max_deliver;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs() as i64;
+        now - message.time.unix_timestamp() >= span
+    }
+
+    /// Whether the message's id is already in `messages`; bytes that are no message are not.
+    async fn already_stored(&self, payload: &[u8]) -> Result<bool, sqlx::Error> {
+        let Ok(message) = message::parse(payload) else {
+            return Ok(false);
+        };
+        sqlx::query_scalar(STORED)
+            .bind(&message.message_id)
+            .fetch_one(&self.db)
+            .await
+    }
+
+    /// The dead letter first, committed (none when the message is already stored); then the
+    /// delete. Never the other way round: a crash in between leaves the message in the stream,
+    /// where the scan finds it again.
     async fn move_one(&self, stream: &Stream, message: StreamMessage, found: Found) {
         let seq = message.sequence;
         let max_deliver = self.config.consumer.max_deliver;
@@ -229,8 +267,16 @@ impl Mover {
                 "max_deliveries: not acknowledged after {max_deliver} deliveries (MAX_DELIVER)"
             ),
         );
-        let written = match self.write_once(&letter).await {
-            Ok(written) => written,
+        let outcome = match self.already_stored(&message.payload).await {
+            Ok(true) => Ok((true, false)),
+            Ok(false) => self
+                .write_once(&letter)
+                .await
+                .map(|written| (false, written)),
+            Err(error) => Err(error),
+        };
+        let (stored, written) = match outcome {
+            Ok(outcome) => outcome,
             Err(error) => {
                 tracing::warn!(target: LOG_TARGET, %error, stream_seq = seq, "undeliverable message not dead-lettered yet; the scan will retry");
                 return;
@@ -250,7 +296,15 @@ impl Mover {
             Found::Advisory { deliveries } => ("advisory", deliveries),
             Found::Scan => ("scan", max_deliver as u64),
         };
-        if written {
+        if stored {
+            tracing::warn!(
+                target: LOG_TARGET,
+                stream_seq = seq,
+                request_id = letter.request_id.as_deref(),
+                found = via,
+                "message already stored was still in the stream; deleted from it"
+            );
+        } else if written {
             ::metrics::counter!(MAX_DELIVERIES).increment(1);
             ::metrics::counter!(DEAD_LETTERS).increment(1);
             tracing::error!(
