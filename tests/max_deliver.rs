@@ -415,6 +415,19 @@ async fn a_message_given_up_on_while_no_worker_ran_is_found_by_the_scan() {
     post(&env, &gateway, POISON).await;
     let seq = env.stream_messages().await;
     assert_eq!(seq, 1);
+    // A message stored already but still in the stream, as a NATS restart can leave one: it is
+    // only deleted from the stream, and is no dead letter.
+    const STORED: &str = "stored-1";
+    post(&env, &gateway, STORED).await;
+    sqlx::query(
+        "INSERT INTO messages (message_id, from_msisdn, to_msisdn, ts, ts_raw, text) \
+         VALUES ($1, '+919876543210', '+14155550100', '2025-01-15T10:00:00Z', \
+                 '2025-01-15T10:00:00Z', 'Hello')",
+    )
+    .bind(STORED)
+    .execute(&env.db)
+    .await
+    .unwrap();
 
     let settings = ingest_shared::nats::ConsumerSettings::from_env(&vars(&env)).unwrap();
     let stream = env.js.get_stream(&env.stream).await.unwrap();
@@ -429,15 +442,17 @@ async fn a_message_given_up_on_while_no_worker_ran_is_found_by_the_scan() {
             || async {
                 let mut batch = consumer
                     .fetch()
-                    .max_messages(1)
+                    .max_messages(2)
                     .expires(Duration::from_millis(500))
                     .messages()
                     .await
                     .ok()?;
-                let message = batch.next().await?.ok()?;
-                let info = message.info().ok()?;
-                assert_eq!(info.stream_sequence, seq);
-                (info.delivered == delivery).then_some(())
+                let mut delivered = Vec::new();
+                while let Some(Ok(message)) = batch.next().await {
+                    let info = message.info().unwrap();
+                    delivered.push((info.stream_sequence, info.delivered));
+                }
+                (delivered == [(seq, delivery), (seq + 1, delivery)]).then_some(())
             },
         )
         .await;
@@ -448,7 +463,7 @@ async fn a_message_given_up_on_while_no_worker_ran_is_found_by_the_scan() {
         || async {
             let mut batch = consumer
                 .fetch()
-                .max_messages(1)
+                .max_messages(2)
                 .expires(Duration::from_millis(500))
                 .messages()
                 .await
@@ -457,7 +472,7 @@ async fn a_message_given_up_on_while_no_worker_ran_is_found_by_the_scan() {
                 panic!("delivered past MAX_DELIVER: {:?}", message.info());
             }
             let info = stream.consumer_info(&env.consumer).await.ok()?;
-            (info.num_ack_pending == 0 && info.delivered.stream_sequence >= seq).then_some(())
+            (info.num_ack_pending == 0 && info.delivered.stream_sequence > seq).then_some(())
         },
     )
     .await;
@@ -475,11 +490,23 @@ async fn a_message_given_up_on_while_no_worker_ran_is_found_by_the_scan() {
     );
     w1.wait_ready(&env.http, Duration::from_secs(30)).await;
     w2.wait_ready(&env.http, Duration::from_secs(30)).await;
-    let others: Vec<String> = (0..3).map(|k| format!("other-{k}")).collect();
+    let mut others: Vec<String> = (0..3).map(|k| format!("other-{k}")).collect();
     for id in &others {
         post(&env, &gateway, id).await;
     }
+    others.push(STORED.to_owned());
+    others.sort();
     then_reads_are_fresh_and_the_redrive_stores_it(&env, &gateway, &[&w1, &w2], seq, &others).await;
     check_logged(logs.path(), &["worker-1", "worker-2"], "scan", seq);
+    let deleted_only = ["worker-1", "worker-2"]
+        .iter()
+        .map(|name| std::fs::read_to_string(logs.path().join(format!("{name}.log"))).unwrap())
+        .flat_map(|log| log.lines().map(str::to_owned).collect::<Vec<_>>())
+        .filter(|l| l.contains("already stored was still in the stream"))
+        .count();
+    assert_eq!(
+        deleted_only, 1,
+        "the stored one deleted from the stream, once"
+    );
     gateway.stop().await.unwrap();
 }

@@ -282,21 +282,26 @@ impl Mover {
                 return;
             }
         };
-        if let Err(error) = stream.delete_message(seq).await {
-            let gone = matches!(
-                stream.get_raw_message(seq).await,
-                Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound
-            );
-            if !gone {
-                tracing::warn!(target: LOG_TARGET, %error, stream_seq = seq, "dead-lettered message not deleted from the stream yet; the scan will retry");
-                return;
+        // Another worker may have deleted it first: then that one says so.
+        let deleted = match stream.delete_message(seq).await {
+            Ok(_) => true,
+            Err(error) => {
+                let gone = matches!(
+                    stream.get_raw_message(seq).await,
+                    Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound
+                );
+                if !gone {
+                    tracing::warn!(target: LOG_TARGET, %error, stream_seq = seq, "dead-lettered message not deleted from the stream yet; the scan will retry");
+                    return;
+                }
+                false
             }
-        }
+        };
         let (via, deliveries) = match found {
             Found::Advisory { deliveries } => ("advisory", deliveries),
             Found::Scan => ("scan", max_deliver as u64),
         };
-        if stored {
+        if stored && deleted {
             tracing::warn!(
                 target: LOG_TARGET,
                 stream_seq = seq,
