@@ -3,6 +3,7 @@
 use std::collections::HashSet;
 use std::fmt::Display;
 
+use async_nats::HeaderMap;
 use async_nats::jetstream::{self, AckKind};
 use ingest_shared::message::{self, Message};
 use ingest_shared::telemetry::{self, TRACEPARENT_HEADER};
@@ -27,15 +28,18 @@ pub enum Kind {
     Invalid,
     /// The payload is valid, and Postgres refused its row (a constraint, a value out of range).
     Refused,
+    /// JetStream delivered it `MAX_DELIVER` times and no worker acked it (max_deliveries.rs).
+    MaxDeliveries,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 2] = [Kind::Invalid, Kind::Refused];
+    pub const ALL: [Kind; 3] = [Kind::Invalid, Kind::Refused, Kind::MaxDeliveries];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Invalid => "invalid",
             Kind::Refused => "refused",
+            Kind::MaxDeliveries => "max_deliveries",
         }
     }
 }
@@ -50,6 +54,31 @@ pub struct DeadLetter {
     pub payload: Vec<u8>,
     pub reason: String,
     pub request_id: Option<String>,
+}
+
+impl DeadLetter {
+    /// The one way a message becomes a dead letter, whether pulled (a batch) or read from the
+    /// stream by sequence (max_deliveries.rs).
+    pub fn new(
+        kind: Kind,
+        stream_seq: i64,
+        subject: &str,
+        payload: &[u8],
+        headers: Option<&HeaderMap>,
+        reason: String,
+    ) -> Self {
+        Self {
+            kind,
+            dedup_key: hex::encode(Sha256::digest(payload)),
+            stream_seq,
+            subject: subject.to_owned(),
+            payload: payload.to_vec(),
+            reason,
+            request_id: headers
+                .and_then(|h| h.get(REQUEST_ID_HEADER))
+                .map(|v| v.as_str().to_owned()),
+        }
+    }
 }
 
 pub struct Batch {
@@ -158,18 +187,16 @@ impl Batch {
         );
     }
 
-    /// The one way a message becomes a dead letter.
     fn dead_letter(&mut self, index: usize, kind: Kind, reason: String) {
         let m = &self.messages[index];
-        self.dead.push(DeadLetter {
+        self.dead.push(DeadLetter::new(
             kind,
-            dedup_key: hex::encode(Sha256::digest(&m.payload)),
-            stream_seq: self.trace(index).seq,
-            subject: m.subject.to_string(),
-            payload: m.payload.to_vec(),
+            self.trace(index).seq,
+            m.subject.as_str(),
+            &m.payload,
+            m.headers.as_ref(),
             reason,
-            request_id: header(m, REQUEST_ID_HEADER).map(str::to_owned),
-        });
+        ));
         self.dead_at[index] = true;
     }
 

@@ -7,6 +7,7 @@ mod cli;
 mod commit;
 mod config;
 mod consume;
+mod max_deliveries;
 mod metrics;
 pub mod partitions;
 mod readiness;
@@ -94,6 +95,16 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let cancel = CancellationToken::new();
+        // Subscribed before the consumer pulls, so that no advisory its pulls cause is missed.
+        let advisories = max_deliveries::subscribe(&self.state.nats, &self.state.config).await;
+        let max_deliveries = tokio::spawn(
+            max_deliveries::Mover::new(
+                self.state.config.clone(),
+                self.state.jetstream.clone(),
+                self.state.db.clone(),
+            )
+            .run(advisories, cancel.clone()),
+        );
         let consuming = {
             let (cancel, consumer, db) =
                 (cancel.clone(), self.consumer.clone(), self.state.db.clone());
@@ -150,6 +161,7 @@ impl Application {
         shutdown.await;
         cancel.cancel();
         let consumed = consuming.await;
+        let _ = max_deliveries.await;
         lag.abort();
         // Awaited, not aborted: a DELETE in flight finishes its (short) transaction first.
         for retention in retention {

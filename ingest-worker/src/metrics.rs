@@ -14,6 +14,7 @@ pub const DB_ERRORS: &str = "worker_db_errors_total";
 pub const RETENTION_DELETED: &str = "worker_retention_deleted_total";
 pub const PARTITIONS_CREATED: &str = "worker_partitions_created_total";
 pub const PARTITIONS_DROPPED: &str = "worker_partitions_dropped_total";
+pub const MAX_DELIVERIES: &str = "worker_max_deliveries_total";
 
 pub const BATCH_SIZE: &str = "worker_batch_size";
 pub const COMMIT_LATENCY_MS: &str = "worker_commit_latency_ms";
@@ -29,7 +30,7 @@ pub const NATS_CONNECTED: &str = "worker_nats_connected";
 pub const READY: &str = "worker_ready";
 /// Labelled `state` = `in_use` | `idle`.
 pub const DB_POOL_CONNECTIONS: &str = "worker_db_pool_connections";
-/// Labelled `reason` = `invalid` | `refused` (the `kind` column).
+/// Labelled `reason` = `invalid` | `refused` | `max_deliveries` (the `kind` column).
 pub const DEAD_LETTERS_STORED: &str = "worker_dead_letters_stored";
 
 /// Rows in `dead_letters` of one kind, as last counted.
@@ -73,6 +74,10 @@ pub fn register() {
         (
             PARTITIONS_DROPPED,
             "Expired partitions of messages dropped whole by retention",
+        ),
+        (
+            MAX_DELIVERIES,
+            "Messages not acknowledged after MAX_DELIVER deliveries, moved to dead_letters and deleted from the stream",
         ),
     ] {
         describe_counter!(name, help);

@@ -124,8 +124,9 @@ pub struct ConsumerSettings {
     pub durable: String,
     pub ack_wait: Duration,
     pub max_ack_pending: i64,
-    /// -1 = unlimited. Messages that reach it stay in the stream, so it is a last resort for a
-    /// payload that crashes workers; invalid payloads are dead-lettered long before.
+    /// -1 = unlimited. A last resort for a payload that crashes or hangs workers (invalid payloads
+    /// are dead-lettered long before); the worker moves a message that reaches it to dead_letters
+    /// and deletes it from the stream (ingest-worker/src/max_deliveries.rs).
     pub max_deliver: i64,
 }
 

@@ -38,7 +38,8 @@ pub fn router() -> OpenApiRouter<AppState> {
 pub struct DeadLetterItem {
     #[schema(example = 17)]
     pub id: i64,
-    /// `invalid` (the payload is not a valid message) or `refused` (Postgres refused the row).
+    /// `invalid` (the payload is not a valid message), `refused` (Postgres refused the row) or
+    /// `max_deliveries` (delivered `MAX_DELIVER` times, never acknowledged by a worker).
     #[schema(example = "refused")]
     pub kind: String,
     #[schema(example = "refused by postgres: new row violates check constraint")]

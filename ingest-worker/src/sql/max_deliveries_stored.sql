@@ -1,0 +1,6 @@
+-- Whether a message found in the stream is already stored (max_deliveries.rs): then it is only
+-- deleted from the stream, as its ack would have done, and is no dead letter. A NATS restart can
+-- leave the stream holding messages whose acks the consumer had already counted.
+--
+--   $1 text  message_id
+SELECT EXISTS (SELECT 1 FROM messages WHERE message_id = $1) AS stored;
