@@ -289,13 +289,10 @@ async fn a_message_that_kills_every_worker_becomes_a_dead_letter_through_the_adv
     let env = TestEnv::new().await;
     let logs = TempDir::new("maxdeliver");
     let gateway = gateway(&env).await;
-    // The poison's row, inserted and not committed: the worker's insert of the same id waits.
+    // The poison's id, inserted and not committed: the worker's insert of the same id (the
+    // exactly-once key in message_ids) waits.
     let mut hold = env.db.begin().await.unwrap();
-    sqlx::query(
-        "INSERT INTO messages (message_id, from_msisdn, to_msisdn, ts, ts_raw, text) \
-         VALUES ($1, '+919876543210', '+14155550100', '2025-01-15T10:00:00Z', \
-                 '2025-01-15T10:00:00Z', 'Hello')",
-    )
+    sqlx::query("INSERT INTO message_ids (message_id, ts) VALUES ($1, '2025-01-15T10:00:00Z')")
     .bind(POISON)
     .execute(&mut *hold)
     .await
@@ -420,7 +417,9 @@ async fn a_message_given_up_on_while_no_worker_ran_is_found_by_the_scan() {
     const STORED: &str = "stored-1";
     post(&env, &gateway, STORED).await;
     sqlx::query(
-        "INSERT INTO messages (message_id, from_msisdn, to_msisdn, ts, ts_raw, text) \
+        "WITH id AS (INSERT INTO message_ids (message_id, ts) \
+                     VALUES ($1, '2025-01-15T10:00:00Z')) \
+         INSERT INTO messages (message_id, from_msisdn, to_msisdn, ts, ts_raw, text) \
          VALUES ($1, '+919876543210', '+14155550100', '2025-01-15T10:00:00Z', \
                  '2025-01-15T10:00:00Z', 'Hello')",
     )

@@ -15,7 +15,7 @@
 --   $11 bytea[]       payload
 --   $12 text[]        reason
 --   $13 text[]        request_id (NULL when the message carried none)
---   $14 text[]        kind: 'invalid' or 'refused'
+--   $14 text[]        kind: 'invalid' or 'refused' (the advisory path writes 'max_deliveries')
 --   $15 text[]        dedup_key: hex SHA-256 of the payload, distinct within the arrays
 --   $16 int[]         times: how often the batch holds these bytes
 --
