@@ -87,7 +87,9 @@ struct Replicated {
 impl Replicated {
     async fn start(env: &TestEnv, dir: &Path, apply_delay: Duration) -> Self {
         let primary = Postgres::start(dir).await;
-        let db = sqlx::PgPool::connect(&primary.url()).await.expect("primary");
+        let db = sqlx::PgPool::connect(&primary.url())
+            .await
+            .expect("primary");
         ingest_shared::db::migrate(&db).await.expect("migrate");
         db.close().await;
         let replica = primary.start_replica(dir, apply_delay).await;
@@ -158,7 +160,10 @@ async fn two_hundred_posts_are_read_back_fresh_through_a_lagging_replica() {
     let http = &env.http;
 
     // The lag is real: once the primary has a row, the replica still lacks it.
-    assert_eq!(post(http, a.url("/webhook"), message_body("probe")).await, 200);
+    assert_eq!(
+        post(http, a.url("/webhook"), message_body("probe")).await,
+        200
+    );
     eventually(Duration::from_secs(10), "probe on the primary", || async {
         has_row(&primary_url, "probe").await.then_some(())
     })
@@ -198,7 +203,10 @@ async fn two_hundred_posts_are_read_back_fresh_through_a_lagging_replica() {
     println!("mean read through the 200 ms replica: {mean:?}");
     let text = metrics(http, &b).await;
     assert_eq!(
-        metric_value(&text, r#"read_replica_fallback_total{reason="unreachable"}"#),
+        metric_value(
+            &text,
+            r#"read_replica_fallback_total{reason="unreachable"}"#
+        ),
         Some(0.0)
     );
     assert_eq!(
@@ -231,7 +239,10 @@ async fn a_stopped_replica_sends_reads_to_the_primary_and_they_come_back() {
         .to_string()
     };
 
-    assert_eq!(post(http, gateway.url("/webhook"), message("100")).await, 200);
+    assert_eq!(
+        post(http, gateway.url("/webhook"), message("100")).await,
+        200
+    );
     let before = read(http, url("100"), None).await;
     assert_eq!(before.consistency.as_deref(), Some("fresh"));
     assert_eq!(ids(&before.body), ["100"]);
@@ -253,7 +264,10 @@ async fn a_stopped_replica_sends_reads_to_the_primary_and_they_come_back() {
     assert_eq!(fallbacks(&text), 11.0, "every read while it was down");
     assert_eq!(metric_value(&text, "read_replica_falling_back"), Some(1.0));
     let (status, ready) = ready_body(http, &gateway).await;
-    assert_eq!(status, 200, "a dead replica does not make the gateway unready: {ready}");
+    assert_eq!(
+        status, 200,
+        "a dead replica does not make the gateway unready: {ready}"
+    );
     assert_eq!(ready["read_replica"]["role"], "unreachable", "{ready}");
     assert_eq!(ready["read_replica"]["fallback"], true, "{ready}");
 
@@ -263,7 +277,10 @@ async fn a_stopped_replica_sends_reads_to_the_primary_and_they_come_back() {
         (ready["read_replica"]["role"] == "replica").then_some(())
     })
     .await;
-    assert_eq!(post(http, gateway.url("/webhook"), message("300")).await, 200);
+    assert_eq!(
+        post(http, gateway.url("/webhook"), message("300")).await,
+        200
+    );
     let after = read(http, url("300"), None).await;
     assert_eq!(after.consistency.as_deref(), Some("fresh"));
     assert_eq!(ids(&after.body), ["300"]);
@@ -294,7 +311,10 @@ async fn a_replica_behind_the_timeout_answers_stale_and_shows_its_lag() {
     let primary_url = pg.primary.url();
 
     for (round, id) in ["m1", "m2"].into_iter().enumerate() {
-        assert_eq!(post(http, gateway.url("/webhook"), message_body(id)).await, 200);
+        assert_eq!(
+            post(http, gateway.url("/webhook"), message_body(id)).await,
+            200
+        );
         eventually(Duration::from_secs(10), "row on the primary", || async {
             has_row(&primary_url, id).await.then_some(())
         })
@@ -327,7 +347,11 @@ async fn a_replica_behind_the_timeout_answers_stale_and_shows_its_lag() {
         })
         .await;
         let r = read(http, gateway.url("/messages"), None).await;
-        assert!(ids(&r.body).contains(&id), "fresh, so it has {id}: {}", r.body);
+        assert!(
+            ids(&r.body).contains(&id),
+            "fresh, so it has {id}: {}",
+            r.body
+        );
         eventually(Duration::from_secs(5), "lag back to 0", || async {
             let (_, ready) = ready_body(http, &gateway).await;
             (ready["read_replica"]["lag_bytes"] == 0 && ready["read_replica"]["lag_ms"] == 0)
@@ -353,14 +377,24 @@ async fn a_read_url_on_a_primary_is_recognised_and_needs_no_replay_wait() {
     gateway.wait_ready(&env.http, Duration::from_secs(30)).await;
     worker.wait_ready(&env.http, Duration::from_secs(30)).await;
     let ready = eventually(Duration::from_secs(10), "read URL checked", || async {
-        let response = env.http.get(gateway.url("/health/ready")).send().await.ok()?;
+        let response = env
+            .http
+            .get(gateway.url("/health/ready"))
+            .send()
+            .await
+            .ok()?;
         let ready: Value = response.json().await.ok()?;
         (ready["read_replica"]["role"] != "unknown").then_some(ready)
     })
     .await;
     assert_eq!(ready["read_replica"]["role"], "primary", "{ready}");
     assert_eq!(ready["read_replica"]["fallback"], false);
-    assert_eq!(env.post_signed(&gateway, &message_body("p1")).await.status(), 200);
+    assert_eq!(
+        env.post_signed(&gateway, &message_body("p1"))
+            .await
+            .status(),
+        200
+    );
     let r = read(&env.http, gateway.url("/messages"), None).await;
     assert_eq!(r.consistency.as_deref(), Some("fresh"));
     assert_eq!(ids(&r.body), ["p1"]);

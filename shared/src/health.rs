@@ -221,6 +221,24 @@ mod tests {
                 r#""search_index":"building","status":"ready"}"#
             )
         );
+        // The read replica's report goes between `missing` and `search_index`.
+        let with_replica = ReadyBody {
+            read_replica: Some(ReadReplicaReport {
+                role: "replica",
+                lag_bytes: Some(120),
+                lag_ms: None,
+                fallback: false,
+            }),
+            ..with_index
+        };
+        assert_eq!(
+            serde_json::to_string(&with_replica).unwrap(),
+            concat!(
+                r#"{"checks":{"database":"ok","stream":"ok"},"missing":[],"#,
+                r#""read_replica":{"role":"replica","lag_bytes":120,"lag_ms":null,"#,
+                r#""fallback":false},"search_index":"building","status":"ready"}"#
+            )
+        );
         assert_eq!(
             serde_json::to_string(&LiveBody::ALIVE).unwrap(),
             r#"{"status":"alive"}"#

@@ -276,7 +276,11 @@ async fn ask_primary(replica: ReadReplica, cancel: CancellationToken) {
 
 /// Checks the read side every [`CHECK_EVERY`] (with the primary's position, for the lag), and
 /// back to back while reads wait for it.
-async fn poll_read_side(replica: ReadReplica, options: PgConnectOptions, cancel: CancellationToken) {
+async fn poll_read_side(
+    replica: ReadReplica,
+    options: PgConnectOptions,
+    cancel: CancellationToken,
+) {
     let Some(watched) = replica.watched() else {
         return;
     };
