@@ -292,6 +292,7 @@ async fn a_stopped_replica_sends_reads_to_the_primary_and_they_come_back() {
 /// A replica further behind than `READ_CONSISTENCY_TIMEOUT_MS`: the read answers `stale` (from
 /// the replica, without the row) rather than `fresh`; the lag shows in `/health/ready` and the
 /// gauges while it lasts and goes back to 0; once replayed, the read is `fresh` with the row.
+/// Promoted, it is seen as a primary.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_behind_the_timeout_answers_stale_and_shows_its_lag() {
     let env = TestEnv::new().await;
@@ -362,6 +363,28 @@ async fn a_replica_behind_the_timeout_answers_stale_and_shows_its_lag() {
     let text = metrics(http, &gateway).await;
     assert_eq!(metric_value(&text, "read_replica_lag_bytes"), Some(0.0));
     assert_eq!(metric_value(&text, "read_replica_lag_seconds"), Some(0.0));
+
+    // A failover promotes the replica: the gateway sees a primary there and stops waiting for
+    // a replay that no longer happens.
+    let mut conn = PgConnection::connect(&pg.replica.url())
+        .await
+        .expect("replica");
+    sqlx::query("SELECT pg_promote()")
+        .execute(&mut conn)
+        .await
+        .expect("promote");
+    eventually(Duration::from_secs(10), "promotion seen", || async {
+        let (_, ready) = ready_body(http, &gateway).await;
+        (ready["read_replica"]["role"] == "primary").then_some(())
+    })
+    .await;
+    let r = read(http, gateway.url("/messages"), None).await;
+    assert_eq!(r.consistency.as_deref(), Some("fresh"), "{}", r.body);
+    assert!(
+        r.took < Duration::from_millis(500),
+        "no replay wait: {:?}",
+        r.took
+    );
 }
 
 /// `DATABASE_READ_URL` on a primary (another spelling of `DATABASE_URL`): seen as such, reads

@@ -109,12 +109,12 @@ pub struct ReadReplica(Arc<Shared>);
 struct Shared {
     /// `DATABASE_READ_URL`'s pool.
     read_db: PgPool,
-    /// The fallback: the primary with the read pool's settings. `None` when the read URL is
-    /// the primary's, which needs neither a fallback nor a wait.
+    /// `None` when the read URL is the primary's, which needs neither a wait nor a fallback.
     watched: Option<Watched>,
 }
 
 struct Watched {
+    /// The fallback: the primary with the read pool's settings.
     primary_reads: PgPool,
     /// Where the primary's WAL position is asked (the gateway's own pool).
     primary: PgPool,
