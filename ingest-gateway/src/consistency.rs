@@ -8,12 +8,13 @@
 //! waiting. Every message below `first_seq` is readable. A read takes `last_seq` from a probe
 //! sent after it arrived, then waits for a probe whose `first_seq` has passed it.
 //!
-//! Probes are single-flight: one at a time, shared by every read waiting for one. A read that
-//! arrives while a probe is in flight waits for the next, because the one in flight may have
-//! been answered before that read's write was. On an idle system a read costs one round trip.
+//! Probes are single-flight (flight.rs): one at a time, shared by every read waiting for one. A
+//! read that arrives while a probe is in flight waits for the next, because the one in flight may
+//! have been answered before that read's write was. On an idle system a read costs one round
+//! trip. With `DATABASE_READ_URL` on a replica, the read then waits for the replica to replay
+//! what the primary committed (replica.rs), inside the same timeout.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use async_nats::connection::State as ConnectionState;
@@ -22,11 +23,12 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
-use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::flight::Flights;
 use crate::metrics;
 use crate::prefer::Preferences;
+use crate::replica::{ReadReplica, Source};
 use crate::state::AppState;
 
 pub static CONSISTENCY: HeaderName = HeaderName::from_static("consistency");
@@ -59,15 +61,6 @@ impl Outcome {
     }
 }
 
-/// What one `STREAM.INFO` said, or `None` when it failed.
-#[derive(Debug, Clone, Copy)]
-struct Probe {
-    /// The highest ticket this probe answers: every read holding a ticket up to it had arrived
-    /// before the probe was sent.
-    ticket: u64,
-    answer: Option<Marks>,
-}
-
 #[derive(Debug, Clone, Copy)]
 struct Marks {
     /// The newest message JetStream has acknowledged to any publisher.
@@ -97,10 +90,8 @@ pub struct Watermark(Arc<Shared>);
 struct Shared {
     client: async_nats::Client,
     timeout: Duration,
-    /// The last ticket handed to a read.
-    tickets: AtomicU64,
-    wake: Notify,
-    probes: watch::Sender<Probe>,
+    /// `STREAM.INFO` requests; `None` answers a failed one.
+    probes: Flights<Marks>,
 }
 
 impl Watermark {
@@ -112,16 +103,10 @@ impl Watermark {
         timeout: Duration,
         cancel: CancellationToken,
     ) -> Self {
-        let (probes, _) = watch::channel(Probe {
-            ticket: 0,
-            answer: None,
-        });
         let shared = Arc::new(Shared {
             client,
             timeout,
-            tickets: AtomicU64::new(0),
-            wake: Notify::new(),
-            probes,
+            probes: Flights::new(),
         });
         if !timeout.is_zero() {
             tokio::spawn(prober(shared.clone(), jetstream, stream, cancel));
@@ -130,21 +115,29 @@ impl Watermark {
     }
 
     /// Waits, at most the configured timeout, until every message acknowledged before this call
-    /// is readable.
-    pub async fn wait(&self, opt_out: bool) -> Outcome {
+    /// is readable, and says where to read it: with a read replica, the wait includes its replay
+    /// of those commits (replica.rs). A read that is not `Fresh` goes where reads go now.
+    pub async fn wait(&self, opt_out: bool, replica: &ReadReplica) -> (Outcome, Source) {
         if opt_out || self.0.timeout.is_zero() {
-            return Outcome::Skipped;
+            return (Outcome::Skipped, replica.source());
         }
         // A disconnected client would only queue the request until the timeout.
         if self.0.client.connection_state() != ConnectionState::Connected {
-            return Outcome::Stale;
+            return (Outcome::Stale, replica.source());
         }
         let started = Instant::now();
-        let outcome = tokio::time::timeout(self.0.timeout, self.caught_up())
-            .await
-            .unwrap_or(Outcome::Stale);
+        let readable = tokio::time::timeout(self.0.timeout, async {
+            match self.caught_up().await {
+                Outcome::Fresh => replica.caught_up().await,
+                Outcome::Stale | Outcome::Skipped => None,
+            }
+        })
+        .await;
         metrics::read_consistency_wait(started.elapsed());
-        outcome
+        match readable {
+            Ok(Some(source)) => (Outcome::Fresh, source),
+            Ok(None) | Err(_) => (Outcome::Stale, replica.source()),
+        }
     }
 
     async fn caught_up(&self) -> Outcome {
@@ -165,11 +158,7 @@ impl Watermark {
     /// The answer of a probe sent after this call began (single flight: shared with every
     /// caller waiting at the same time).
     async fn next_probe(&self) -> Option<Marks> {
-        let mut probes = self.0.probes.subscribe();
-        let ticket = self.0.tickets.fetch_add(1, Ordering::SeqCst) + 1;
-        self.0.wake.notify_one();
-        let probe = *probes.wait_for(|p| p.ticket >= ticket).await.ok()?;
-        probe.answer
+        self.0.probes.next().await
     }
 }
 
@@ -187,49 +176,41 @@ async fn prober(
             return;
         }
     };
-    let mut answered = 0;
     // Logged when probes start failing and when they recover, not once per read.
     let mut failing = false;
-    loop {
-        tokio::select! {
-            () = cancel.cancelled() => return,
-            () = shared.wake.notified() => {}
+    while let Some(ticket) = shared.probes.pending(&cancel).await {
+        let sent = Instant::now();
+        let answer = match tokio::time::timeout(shared.timeout, stream.get_info()).await {
+            Ok(Ok(info)) => Ok(Marks::of(&info.state)),
+            Ok(Err(error)) => Err(error.to_string()),
+            Err(_) => Err("timed out".to_owned()),
+        };
+        match (&answer, failing) {
+            (Err(error), false) => {
+                tracing::warn!(%error, "read consistency probes failing; reads are served stale")
+            }
+            (Ok(_), true) => tracing::info!("read consistency probes answer again"),
+            _ => {}
         }
-        loop {
-            let ticket = shared.tickets.load(Ordering::SeqCst);
-            if ticket == answered {
-                break;
-            }
-            let sent = Instant::now();
-            let answer = match tokio::time::timeout(shared.timeout, stream.get_info()).await {
-                Ok(Ok(info)) => Ok(Marks::of(&info.state)),
-                Ok(Err(error)) => Err(error.to_string()),
-                Err(_) => Err("timed out".to_owned()),
-            };
-            match (&answer, failing) {
-                (Err(error), false) => {
-                    tracing::warn!(%error, "read consistency probes failing; reads are served stale")
-                }
-                (Ok(_), true) => tracing::info!("read consistency probes answer again"),
-                _ => {}
-            }
-            failing = answer.is_err();
-            let answer = answer.ok();
-            answered = ticket;
-            shared.probes.send_replace(Probe { ticket, answer });
-            if answer.is_none_or(|m| m.stored_through < m.last_seq) {
-                tokio::time::sleep_until((sent + PROBE_GAP).into()).await;
-            }
+        failing = answer.is_err();
+        let answer = answer.ok();
+        shared.probes.answer(ticket, answer);
+        if answer.is_none_or(|m| m.stored_through < m.last_seq) {
+            tokio::time::sleep_until((sent + PROBE_GAP).into()).await;
         }
     }
 }
 
 /// The read routes' layer: waits for the watermark, then serves, and says how in the
 /// `Consistency` header.
-pub async fn layer(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn layer(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let opt_out = Preferences::of(request.headers()).eventual_consistency;
-    let outcome = state.watermark.wait(opt_out).await;
+    let (outcome, source) = state.watermark.wait(opt_out, &state.replica).await;
     metrics::read_consistency(outcome);
+    if let Source::Primary(reason) = source {
+        metrics::read_replica_fallback(reason);
+    }
+    request.extensions_mut().insert(source);
     let mut response = next.run(request).await;
     mark(response.headers_mut(), outcome, opt_out);
     response

@@ -7,6 +7,7 @@ mod config;
 mod consistency;
 mod dead_letters;
 mod error;
+mod flight;
 mod ingest;
 mod metrics;
 mod observe;
@@ -16,6 +17,7 @@ mod prefer;
 mod publisher;
 mod read;
 mod readiness;
+mod replica;
 mod routes;
 mod serve;
 mod state;
@@ -68,9 +70,26 @@ impl Application {
             std::time::Duration::from_secs(2),
         )
         .context("DATABASE_URL")?;
-        let read_db = read_pool(&config).context("DATABASE_READ_URL")?;
+        let replica_options =
+            read_options(&config, &config.database_read_url).context("DATABASE_READ_URL")?;
+        let read_db = read_pool(&config, replica_options.clone());
 
         let background = CancellationToken::new();
+        let replica = if config.database_read_url.expose() == config.database_url.expose() {
+            replica::ReadReplica::same_as_primary(read_db)
+        } else {
+            let primary_reads = read_pool(
+                &config,
+                read_options(&config, &config.database_url).context("DATABASE_URL")?,
+            );
+            replica::ReadReplica::spawn(
+                read_db,
+                replica_options,
+                primary_reads,
+                db.clone(),
+                background.clone(),
+            )
+        };
         {
             let (js, settings, cancel) =
                 (jetstream.clone(), config.nats.clone(), background.clone());
@@ -103,7 +122,7 @@ impl Application {
             jetstream,
             publisher,
             db,
-            read_db,
+            replica,
             metrics,
             watermark,
         });
@@ -209,21 +228,29 @@ fn admin(state: AppState) -> OpenApiRouter<AppState> {
         ))
 }
 
-/// The read API's own pool. Every query is planned with its actual parameters, because the
+/// How the read API connects. Every query is planned with its actual parameters, because the
 /// read queries fold away the filters that are not given (`$n IS NULL OR ...`) and a cached
 /// generic plan would keep them all; the timeout bounds what one search can cost.
-fn read_pool(config: &Config) -> Result<sqlx::PgPool, sqlx::Error> {
-    let options: sqlx::postgres::PgConnectOptions = config.database_read_url.expose().parse()?;
+fn read_options(
+    config: &Config,
+    url: &ingest_shared::config::SecretUrl,
+) -> Result<sqlx::postgres::PgConnectOptions, sqlx::Error> {
+    let options: sqlx::postgres::PgConnectOptions = url.expose().parse()?;
     let timeout_ms = config.read_statement_timeout.as_millis().to_string();
-    let options = options.options([
+    Ok(options.options([
         ("plan_cache_mode", "force_custom_plan"),
         ("statement_timeout", timeout_ms.as_str()),
         ("default_transaction_read_only", "on"),
-    ]);
-    Ok(db::pool_options(&options)
+    ]))
+}
+
+/// A read API pool of its own, so analysts' queries never take the connections the gateway's
+/// other work needs. Lazy: the primary's fallback pool opens nothing until a replica fails.
+fn read_pool(config: &Config, options: sqlx::postgres::PgConnectOptions) -> sqlx::PgPool {
+    db::pool_options(&options)
         .max_connections(config.read_db_max_connections)
         .acquire_timeout(Duration::from_secs(2))
-        .connect_lazy_with(options))
+        .connect_lazy_with(options)
 }
 
 async fn not_found(_: Method, _: Uri) -> ApiError {

@@ -14,6 +14,7 @@ use ::metrics::{
 
 use crate::Config;
 use crate::consistency::Outcome;
+use crate::replica::Fallback;
 
 const HTTP_REQUESTS: &str = "http_requests_total";
 const IN_FLIGHT: &str = "http_requests_in_flight";
@@ -25,6 +26,10 @@ const NATS_CONNECTED: &str = "gateway_nats_connected";
 pub const READY: &str = "gateway_ready";
 const CONSISTENCY_OUTCOME: &str = "read_consistency_total";
 const CONSISTENCY_WAIT: &str = "read_consistency_wait_ms";
+const REPLICA_LAG_BYTES: &str = "read_replica_lag_bytes";
+const REPLICA_LAG_SECONDS: &str = "read_replica_lag_seconds";
+const REPLICA_FALLING_BACK: &str = "read_replica_falling_back";
+const REPLICA_FALLBACK: &str = "read_replica_fallback_total";
 const SIGNATURE_KEY_SLOT: &str = "webhook_signature_key_slot_total";
 const WEBHOOK_REQUESTS: &str = "webhook_requests_total";
 const WHATSAPP_REQUESTS: &str = "whatsapp_requests_total";
@@ -113,6 +118,12 @@ pub fn register(config: &Config) {
     for outcome in Outcome::ALL {
         counter!(CONSISTENCY_OUTCOME, "outcome" => outcome.as_str()).increment(0);
     }
+    for name in [REPLICA_LAG_BYTES, REPLICA_LAG_SECONDS, REPLICA_FALLING_BACK] {
+        gauge!(name).increment(0.0);
+    }
+    for reason in Fallback::ALL {
+        counter!(REPLICA_FALLBACK, "reason" => reason.as_str()).increment(0);
+    }
     for endpoint in Endpoint::ALL {
         let (name, results) = endpoint.requests();
         for result in results {
@@ -162,6 +173,24 @@ fn describe() {
         Unit::Milliseconds,
         "How long reads waited for the read-your-writes watermark"
     );
+    describe_gauge!(
+        REPLICA_LAG_BYTES,
+        Unit::Bytes,
+        "WAL the primary has written and the read replica has not replayed (last check)"
+    );
+    describe_gauge!(
+        REPLICA_LAG_SECONDS,
+        Unit::Seconds,
+        "Age of the newest transaction the read replica replayed, 0 when it has replayed everything"
+    );
+    describe_gauge!(
+        REPLICA_FALLING_BACK,
+        "1 while reads go to the primary because the read replica cannot be reached"
+    );
+    describe_counter!(
+        REPLICA_FALLBACK,
+        "Reads served by the primary because the read replica could not be reached, by reason"
+    );
 }
 
 /// One answered HTTP request, by route template (never the raw URL, so the series stay bounded).
@@ -207,6 +236,23 @@ pub fn read_consistency(outcome: Outcome) {
 
 pub fn read_consistency_wait(elapsed: Duration) {
     histogram!(CONSISTENCY_WAIT).record(elapsed.as_secs_f64() * 1000.0);
+}
+
+/// The read replica's lag at its last check (`age` unknown before it replayed a transaction).
+pub fn read_replica_lag(bytes: i64, age: Option<Duration>) {
+    gauge!(REPLICA_LAG_BYTES).set(bytes as f64);
+    if let Some(age) = age {
+        gauge!(REPLICA_LAG_SECONDS).set(age.as_secs_f64());
+    }
+}
+
+pub fn read_replica_falling_back(falling_back: bool) {
+    gauge!(REPLICA_FALLING_BACK).set(if falling_back { 1.0 } else { 0.0 });
+}
+
+/// One read served by the primary instead of the replica.
+pub fn read_replica_fallback(reason: Fallback) {
+    counter!(REPLICA_FALLBACK, "reason" => reason.as_str()).increment(1);
 }
 
 /// A verified signature, by the position of the key that matched, so an operator sees when a

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use ingest_shared::health::{self, CHECK_TIMEOUT, Check, Readiness};
+use ingest_shared::health::{self, CHECK_TIMEOUT, Check, ReadReplicaReport, Readiness};
 use ingest_shared::search_index::IndexState;
 
 use crate::state::AppState;
@@ -31,6 +31,10 @@ impl Readiness for AppState {
 
     async fn search_index(&self) -> Option<IndexState> {
         health::search_index(&self.db).await
+    }
+
+    fn read_replica(&self) -> Option<ReadReplicaReport> {
+        self.replica.report()
     }
 
     async fn refresh(&self) {

@@ -18,8 +18,9 @@ pub struct Inner {
     pub publisher: crate::publisher::Publisher,
     pub subject: async_nats::Subject,
     pub db: PgPool,
-    /// The read API's pool (`DATABASE_READ_URL`).
-    pub read_db: PgPool,
+    /// The read API's databases: `DATABASE_READ_URL`, and the primary while a replica there
+    /// cannot be reached. Handlers take theirs per request (`replica::ReadDb`).
+    pub replica: crate::replica::ReadReplica,
     pub metrics: PrometheusHandle,
     /// Read-your-writes (see consistency.rs).
     pub watermark: crate::consistency::Watermark,

@@ -38,6 +38,12 @@ pub struct ReadyBody {
     /// The names of the failing checks, in the order they run; empty when ready.
     #[schema(example = json!(["stream"]))]
     pub missing: Vec<&'static str>,
+    /// The gateway's read replica (`DATABASE_READ_URL`) at its last check, made every second.
+    /// Informational: a lagging replica makes reads wait (or answer `stale`), an unreachable one
+    /// sends them to the primary; neither makes the gateway not-ready. Absent when the read URL
+    /// is `DATABASE_URL`, and on the worker.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_replica: Option<ReadReplicaReport>,
     /// The trigram search index as the database has it (`SEARCH_INDEX`, docs/operations.md):
     /// `trigram`, `none`, `building` or `invalid`. Informational: it never makes the binary
     /// not-ready. Absent when Postgres cannot say (unreachable, or the schema not yet applied).
@@ -45,6 +51,25 @@ pub struct ReadyBody {
     #[schema(example = "trigram")]
     pub search_index: Option<IndexState>,
     pub status: ReadyStatus,
+}
+
+/// `/health/ready`'s `read_replica`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct ReadReplicaReport {
+    /// `replica` (replaying the primary's WAL: reads wait for it), `primary` (not in recovery,
+    /// e.g. promoted: reads do not wait), `unreachable` (reads go to the primary) or `unknown`
+    /// (not checked yet).
+    #[schema(example = "replica")]
+    pub role: &'static str,
+    /// WAL the primary had written and the replica had not replayed. Null unless `replica`.
+    #[schema(example = 0)]
+    pub lag_bytes: Option<i64>,
+    /// How long ago the newest transaction the replica replayed committed, 0 when it had
+    /// replayed everything. Null unless `replica`, or before it replayed any transaction.
+    #[schema(example = 0)]
+    pub lag_ms: Option<u64>,
+    /// True while reads are served by the primary because the replica cannot be reached.
+    pub fallback: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
@@ -68,6 +93,11 @@ pub trait Readiness: Clone + Send + Sync + 'static {
     /// The search index's state for the body; `None` leaves the field out.
     fn search_index(&self) -> impl Future<Output = Option<IndexState>> + Send {
         async { None }
+    }
+
+    /// The read replica's last check for the body; `None` leaves the field out.
+    fn read_replica(&self) -> Option<ReadReplicaReport> {
+        None
     }
 
     /// Gauges of this binary's own that the probe refreshes along with readiness.
@@ -94,6 +124,7 @@ impl ReadyBody {
                 ReadyStatus::NotReady
             },
             missing,
+            read_replica: None,
             search_index: None,
         }
     }
@@ -111,6 +142,7 @@ pub async fn report<S: Readiness>(state: &S) -> ReadyBody {
     let (checks, search_index) = tokio::join!(state.checks(), state.search_index());
     let mut body = ReadyBody::from_checks(&checks);
     body.search_index = search_index;
+    body.read_replica = state.read_replica();
     let ready = body.status == ReadyStatus::Ready;
     metrics::gauge!(S::GAUGE).set(if ready { 1.0 } else { 0.0 });
     body
@@ -187,6 +219,24 @@ mod tests {
             concat!(
                 r#"{"checks":{"database":"ok","stream":"ok"},"missing":[],"#,
                 r#""search_index":"building","status":"ready"}"#
+            )
+        );
+        // The read replica's report goes between `missing` and `search_index`.
+        let with_replica = ReadyBody {
+            read_replica: Some(ReadReplicaReport {
+                role: "replica",
+                lag_bytes: Some(120),
+                lag_ms: None,
+                fallback: false,
+            }),
+            ..with_index
+        };
+        assert_eq!(
+            serde_json::to_string(&with_replica).unwrap(),
+            concat!(
+                r#"{"checks":{"database":"ok","stream":"ok"},"missing":[],"#,
+                r#""read_replica":{"role":"replica","lag_bytes":120,"lag_ms":null,"#,
+                r#""fallback":false},"search_index":"building","status":"ready"}"#
             )
         );
         assert_eq!(

@@ -262,16 +262,22 @@ fn as_postgres(command: &mut Command) {
     }
 }
 
+/// An empty data directory `dir/name` that Postgres accepts: its own, mode 0700.
+fn data_dir(dir: &Path, name: &str) -> PathBuf {
+    let data = dir.join(name);
+    std::fs::create_dir_all(&data).expect("create pg data dir");
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700))
+        .expect("chmod pg data dir");
+    if let Some((uid, gid)) = postgres_user() {
+        std::os::unix::fs::chown(&data, Some(uid), Some(gid)).expect("chown pg data dir");
+    }
+    data
+}
+
 impl Postgres {
     /// Initialises a cluster under `dir` and starts it on a free port.
     pub async fn start(dir: &Path) -> Self {
-        let data = dir.join("pg");
-        std::fs::create_dir_all(&data).expect("create pg data dir");
-        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700))
-            .expect("chmod pg data dir");
-        if let Some((uid, gid)) = postgres_user() {
-            std::os::unix::fs::chown(&data, Some(uid), Some(gid)).expect("chown pg data dir");
-        }
+        let data = data_dir(dir, "pg");
         let mut initdb = Command::new(pg_bindir().join("initdb"));
         initdb
             .arg("-D")
@@ -301,6 +307,53 @@ impl Postgres {
 
     pub fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// A streaming replica of this server (`pg_basebackup -R`: a standby that follows it),
+    /// under `dir`, on a port of its own, replaying each commit no earlier than `apply_delay`
+    /// after the primary made it (`recovery_min_apply_delay`): real replication lag, on demand.
+    /// initdb's pg_hba.conf already trusts replication connections from loopback.
+    pub async fn start_replica(&self, dir: &Path, apply_delay: Duration) -> Self {
+        let data = data_dir(dir, "replica");
+        let mut backup = Command::new(pg_bindir().join("pg_basebackup"));
+        backup
+            .arg("-D")
+            .arg(&data)
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(["-U", "postgres", "-R", "-X", "stream", "--no-sync"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .current_dir(dir);
+        as_postgres(&mut backup);
+        let out = backup.output().await.expect("run pg_basebackup");
+        assert!(
+            out.status.success(),
+            "pg_basebackup failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // Appended to the file -R wrote (owned by postgres), which is read after postgresql.conf.
+        let mut auto = std::fs::OpenOptions::new()
+            .append(true)
+            .open(data.join("postgresql.auto.conf"))
+            .expect("open postgresql.auto.conf");
+        std::io::Write::write_all(
+            &mut auto,
+            format!(
+                "recovery_min_apply_delay = '{}ms'\n",
+                apply_delay.as_millis()
+            )
+            .as_bytes(),
+        )
+        .expect("write recovery_min_apply_delay");
+        let mut replica = Self {
+            port: free_port(),
+            data,
+            log: dir.join("replica.log"),
+            child: None,
+        };
+        replica.spawn().await;
+        replica
     }
 
     async fn spawn(&mut self) {

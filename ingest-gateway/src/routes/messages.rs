@@ -15,6 +15,7 @@ use crate::prefer::{Count, PREFERENCE_APPLIED, Preferences};
 use crate::read::cursor::Cursor;
 use crate::read::page;
 use crate::read::params::{MessagesQuery, Params};
+use crate::replica::ReadDb;
 use crate::state::AppState;
 
 /// Up to this many matches `total` is counted; past it, estimated (the contract's "Counting").
@@ -84,6 +85,7 @@ pub struct MessagesPage {
 #[tracing::instrument(name = "messages", skip_all)]
 pub async fn list(
     State(state): State<AppState>,
+    read_db: ReadDb,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
@@ -94,7 +96,7 @@ pub async fn list(
         Some(Count::Estimated) => Some(ESTIMATED_COUNT_BOUND),
         None => Some(EXACT_COUNT_BOUND),
     };
-    let fetched = page::fetch(&state.read_db, &params, bound)
+    let fetched = page::fetch(&read_db, &params, bound)
         .await
         .map_err(|e| ApiError::from_db("messages", e, state.config.retry_after_secs))?;
 

@@ -13,6 +13,7 @@ use utoipa_axum::routes;
 use crate::error::ApiError;
 use crate::read;
 use crate::read::series::{BucketName, MAX_BUCKETS, SeriesParams, SeriesQuery};
+use crate::replica::ReadDb;
 use crate::state::AppState;
 
 pub const TOP_SENDERS: i64 = 10;
@@ -64,10 +65,13 @@ pub struct Stats {
     )
 )]
 #[tracing::instrument(name = "stats", skip_all)]
-pub async fn stats(State(state): State<AppState>) -> Result<Json<Stats>, ApiError> {
+pub async fn stats(
+    State(state): State<AppState>,
+    read_db: ReadDb,
+) -> Result<Json<Stats>, ApiError> {
     let db_error = |e| ApiError::from_db("stats", e, state.config.retry_after_secs);
     // The migration creates the totals row; its absence means the schema is not there yet.
-    let row = read::stats::fetch(&state.read_db, TOP_SENDERS)
+    let row = read::stats::fetch(&read_db, TOP_SENDERS)
         .await
         .map_err(db_error)?
         .ok_or_else(|| db_error(sqlx::Error::RowNotFound))?;
@@ -137,10 +141,11 @@ pub struct Timeseries {
 #[tracing::instrument(name = "timeseries", skip_all)]
 pub async fn timeseries(
     State(state): State<AppState>,
+    read_db: ReadDb,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Timeseries>, ApiError> {
     let params = SeriesParams::parse(raw.as_deref()).map_err(ApiError::Validation)?;
-    let mut rows = read::series::fetch(&state.read_db, &params)
+    let mut rows = read::series::fetch(&read_db, &params)
         .await
         .map_err(|e| ApiError::from_db("timeseries", e, state.config.retry_after_secs))?;
     let utc = |row: &read::series::BucketRow| row.start.to_rfc3339_opts(SecondsFormat::Secs, true);
