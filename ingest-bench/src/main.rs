@@ -7,16 +7,17 @@
 //!                     [--workers-on-box N]   # recorded: how many workers drained during the load
 //! ingest-bench nats   --requests N [--dup F] [--inflight 1024] [--stream S --subject S] [--scratch]
 //! ingest-bench pg     --requests N [--batch 500]
+//! ingest-bench upkeep --requests N [--batch 500] [--repeat 3]   # the aggregates' cost per row
 //! ingest-bench drain  --expect N [--timeout SECS]
 //! ingest-bench reset  --stream S [--purge 1]             # deletes (or empties) a stream (bench runs only)
 //! ingest-bench report --results results.jsonl            # markdown tables on stdout
 //! ```
-//! `http`, `nats` and `pg` build their messages with `--text chat|short` (or `BENCH_TEXT`;
+//! `http`, `nats`, `pg` and `upkeep` build their messages with `--text chat|short` (or `BENCH_TEXT`;
 //! default chat: the mix of BENCHMARKS.md; short: every text 5-160 characters).
 //! Every measuring command prints one JSON object and appends it to `--out` when given.
 //! `scripts/bench.sh` runs the whole matrix.
 
-const USAGE: &str = "usage: ingest-bench http|nats|pg|drain|reset|report --option value ...; \
+const USAGE: &str = "usage: ingest-bench http|nats|pg|upkeep|drain|reset|report --option value ...; \
     every option is in the header of ingest-bench/src/main.rs, and scripts/bench.sh runs them all";
 
 mod e2e;
@@ -25,6 +26,7 @@ mod procmon;
 mod refs;
 mod report;
 mod stats;
+mod upkeep;
 mod workload;
 
 use std::collections::HashMap;
@@ -143,6 +145,7 @@ fn main() -> anyhow::Result<()> {
             "http" => run_http(&args).await,
             "nats" => run_nats(&args).await,
             "pg" => run_pg(&args).await,
+            "upkeep" => run_upkeep(&args).await,
             "drain" => run_drain(&args).await,
             "reset" => run_reset(&args).await,
             command => {
@@ -352,6 +355,42 @@ async fn run_pg(args: &Args) -> anyhow::Result<Value> {
         "elapsed_s": secs,
         "rows_per_s": upserted.rows as f64 / secs,
         "procs": procs,
+    }))
+}
+
+/// Needs a database of its own: it empties `messages` and the aggregates before each pass and
+/// at the end.
+async fn run_upkeep(args: &Args) -> anyhow::Result<Value> {
+    let url = args.env_or(
+        "database-url",
+        "DATABASE_URL",
+        ingest_shared::config::DEFAULT_DATABASE_URL,
+    );
+    let mut spec = args.spec()?;
+    spec.dup_fraction = 0.0;
+    let batch: usize = args.num("batch", 500)?;
+    let repeat: usize = args.num("repeat", 3)?;
+    let workload = workload::build(&spec, secret(args).as_bytes());
+    let passes = upkeep::measure(&url, &workload, batch, repeat).await?;
+    let median = |mode: upkeep::Mode, of: fn(&upkeep::Pass) -> f64| {
+        let mut v: Vec<f64> = passes.iter().filter(|p| p.mode == mode).map(of).collect();
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(0.0)
+    };
+    let (bare, kept) = (upkeep::Mode::InsertOnly, upkeep::Mode::WithUpkeep);
+    Ok(json!({
+        "kind": "upkeep",
+        "batch": batch,
+        "rows": workload.unique(),
+        "repeat": repeat,
+        "insert_rows_per_s": median(bare, |p| p.rows_per_s),
+        "upkeep_rows_per_s": median(kept, |p| p.rows_per_s),
+        "insert_backend_us": median(bare, |p| p.backend_us_per_row),
+        "upkeep_backend_us": median(kept, |p| p.backend_us_per_row),
+        "insert_postgres_us": median(bare, |p| p.postgres_us_per_row),
+        "upkeep_postgres_us": median(kept, |p| p.postgres_us_per_row),
+        "mismatches": passes.iter().filter_map(|p| p.mismatches).sum::<i64>(),
+        "passes": passes,
     }))
 }
 

@@ -4,14 +4,17 @@
 //! is the same rounding on this side, so a bucket start computed here names exactly the rows
 //! the upkeep counted into that bucket.
 
-use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 
 pub const HOUR: TimeDelta = TimeDelta::hours(1);
 pub const DAY: TimeDelta = TimeDelta::days(1);
 
-/// The start of the UTC bucket of length `unit` that holds `t`.
+/// The start of the UTC bucket of length `unit` (whole seconds) that holds `t`. Whole seconds
+/// since the epoch, not `duration_trunc`, which gives up outside the years 1677-2262 that a
+/// valid `ts` may lie beyond (the upkeep must file every message where Postgres would).
 pub fn floor_to(t: DateTime<Utc>, unit: TimeDelta) -> DateTime<Utc> {
-    t.duration_trunc(unit).unwrap_or(t)
+    let secs = unit.num_seconds().max(1);
+    DateTime::from_timestamp(t.timestamp().div_euclid(secs) * secs, 0).unwrap_or(t)
 }
 
 fn ceil_to(t: DateTime<Utc>, unit: TimeDelta) -> DateTime<Utc> {
