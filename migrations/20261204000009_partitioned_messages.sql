@@ -186,16 +186,47 @@ BEGIN
 END
 $$;
 
--- Drops one partition of messages (retention, ingest-worker/src/retention.rs, which has taken its
--- rows out of the aggregates and message_ids first, in the same transaction). Refuses anything
--- else, the default partition included.
-CREATE FUNCTION drop_message_partition(partition_name text) RETURNS void
+-- Retention retires an expired partition in two steps (ingest-worker/src/retention.rs): one
+-- transaction closes it to writers, takes its rows out of message_ids and the aggregates, and
+-- empties it; a second drops the empty table. Each function refuses anything but a partition of
+-- messages other than the default one.
+--
+-- Why not DROP (or DETACH) in the first transaction: both take ACCESS EXCLUSIVE on `messages`,
+-- which would have to be held, or waited for while holding the aggregates' rows, for as long as
+-- the partition's rows take to count. SHARE on the partition alone keeps out only the writers of
+-- that partition (a late message dated inside an expired range), while every other writer and
+-- every reader goes on; TRUNCATE then takes ACCESS EXCLUSIVE on that partition alone, for a
+-- moment, whatever its size. The DROP of the emptied table is a catalog change.
+CREATE FUNCTION check_message_partition(partition_name text) RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM message_partitions() p
                    WHERE p.name = partition_name AND NOT p.is_default) THEN
         RAISE EXCEPTION '% is not a partition of messages', partition_name;
     END IF;
+END
+$$;
+
+CREATE FUNCTION close_message_partition(partition_name text) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM check_message_partition(partition_name);
+    EXECUTE format('LOCK TABLE %I IN SHARE MODE', partition_name);
+END
+$$;
+
+CREATE FUNCTION empty_message_partition(partition_name text) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM check_message_partition(partition_name);
+    EXECUTE format('TRUNCATE %I', partition_name);
+END
+$$;
+
+CREATE FUNCTION drop_message_partition(partition_name text) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM check_message_partition(partition_name);
     EXECUTE format('DROP TABLE %I', partition_name);
 END
 $$;

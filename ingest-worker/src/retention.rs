@@ -2,9 +2,10 @@
 //! seen longer ago than `DEAD_LETTER_RETENTION_DAYS`; each setting runs its own loop, started
 //! when it is set.
 //!
-//! Messages: a partition of `messages` (partitions.rs) whose whole range has expired is dropped
-//! whole, in one transaction that also takes its rows out of the aggregates and its ids out of
-//! `message_ids`, so `/stats` stays exact ([`drop_partition`]). What is left expired, the older
+//! Messages: a partition of `messages` (partitions.rs) whose whole range has expired is retired
+//! whole ([`drop_partition`]): one transaction closes it to its own writers, takes its rows out of
+//! `message_ids` and, counted per key in one scan, out of the aggregates, and empties it, so
+//! `/stats` stays exact; a second drops the empty table. What is left expired, the older
 //! part of the partition that straddles the cutoff and outliers in the default partition, goes in
 //! small batches: one big `DELETE ... WHERE ts < cutoff` would hold row locks on millions of
 //! rows, bloat WAL in one transaction and stall replicas for minutes, whereas small batches, each
@@ -14,7 +15,7 @@
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use ingest_shared::read_model::upkeep::{self, Change, Changes, Direction};
+use ingest_shared::read_model::upkeep::{self, Change, Changes, Direction, Moves};
 use ingest_shared::retry::{self, Backoff};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -40,8 +41,11 @@ const DELETE_EXPIRED: &str = include_str!("sql/delete_expired.sql");
 /// The same for whole partitions, one file per statement of [`drop_partition`].
 const EXPIRED_PARTITIONS: &str = include_str!("sql/expired_partitions.sql");
 const LOCK_PARTITIONS: &str = include_str!("sql/lock_partitions.sql");
-const LOCK_WRITERS: &str = include_str!("sql/lock_writers.sql");
-const PARTITION_CHUNK: &str = include_str!("sql/partition_chunk.sql");
+const CLOSE_PARTITION: &str = include_str!("sql/close_partition.sql");
+const DELETE_PARTITION_IDS: &str = include_str!("sql/delete_partition_ids.sql");
+const PARTITION_COUNTS: &str = include_str!("sql/partition_counts.sql");
+const EMPTY_PARTITION: &str = include_str!("sql/empty_partition.sql");
+const DROP_LOCK_TIMEOUT: &str = include_str!("sql/drop_lock_timeout.sql");
 const DROP_PARTITION: &str = include_str!("sql/drop_partition.sql");
 /// The same for dead letters.
 const DELETE_EXPIRED_DEAD_LETTERS: &str = include_str!("sql/delete_expired_dead_letters.sql");
@@ -60,10 +64,6 @@ pub struct PassOutcome {
     pub deleted: u64,
     pub batches: u64,
 }
-
-/// Rows of a dropped partition taken out of the aggregates per `upkeep::apply` call, in batches
-/// (`RETENTION_BATCH_SIZE`).
-const PARTITION_CHUNK_BATCHES: i64 = 10;
 
 /// Drops every partition whose whole range has expired, then deletes the expired rows left,
 /// batch by batch, until a batch comes back short or `cancel` fires. `deleted` counts both.
@@ -174,31 +174,34 @@ struct Partition {
     upper_bound: DateTime<Utc>,
 }
 
-/// A row of a partition being dropped: what the aggregates count it by, and its key for the next
-/// chunk.
+/// One key's count in an expired partition (partition_counts.sql): a sender, a recipient or an
+/// hour, whichever is set.
 #[derive(sqlx::FromRow)]
-struct PartitionRow {
-    message_id: String,
-    from_msisdn: String,
-    to_msisdn: String,
-    ts: DateTime<Utc>,
+struct PartitionCount {
+    from_msisdn: Option<String>,
+    to_msisdn: Option<String>,
+    hour: Option<DateTime<Utc>>,
+    n: i64,
 }
 
-/// Drops the expired partitions, oldest first, each in its own transaction; returns how many rows
-/// they held. Stops early, with the partition in hand left whole, when `cancel` fires.
+/// Retires the expired partitions, oldest first, each in its own transactions; returns how many
+/// rows they held. Stops early, with the partition in hand left whole, when `cancel` fires.
 async fn drop_expired_partitions(
     db: &PgPool,
     settings: &RetentionSettings,
     cancel: &CancellationToken,
 ) -> Result<u64, sqlx::Error> {
     let mut deleted = 0;
-    // Looked at first without any lock, so a pass with nothing to drop keeps writers out of it.
+    // Looked at first without any lock, so a pass with nothing to drop takes none.
     let expired: Vec<Partition> = sqlx::query_as(EXPIRED_PARTITIONS)
         .bind(settings.days as i32)
         .fetch_all(db)
         .await?;
     for _ in expired {
-        match drop_partition(db, settings, cancel).await? {
+        if cancel.is_cancelled() {
+            break;
+        }
+        match drop_partition(db, settings).await? {
             Some(rows) => deleted += rows,
             None => break,
         }
@@ -206,25 +209,24 @@ async fn drop_expired_partitions(
     Ok(deleted)
 }
 
-/// One transaction: the oldest expired partition's rows leave the aggregates (through the same
-/// `upkeep::apply` as every other writer, a batch at a time) and their ids leave `message_ids`, then the
-/// partition is dropped. Returns how many rows it held; `None` when there was none left to drop
-/// (another worker dropped it first) or `cancel` fired, in which case nothing changed.
+/// Retires the oldest expired partition; returns how many rows it held, `None` when there was
+/// none left (another worker retired it first).
 ///
-/// The order avoids deadlocks: the partition lock, then SHARE ROW EXCLUSIVE on `messages`
-/// (lock_writers.sql) before anything else, so writers wait for this transaction instead of
-/// holding locks it needs; readers go on until the DROP, which holds ACCESS EXCLUSIVE only from
-/// there to the commit. Both times are measured, logged and exported.
+/// First transaction, under the partition lock: SHARE on that partition alone (its late writers
+/// wait; every other writer and every reader goes on), its ids out of `message_ids`, its rows out
+/// of the aggregates (counted per sender, recipient and hour in one scan, applied by the same
+/// `upkeep` statement as every batch, in its lock order), then TRUNCATE (ACCESS EXCLUSIVE on the
+/// partition for a moment). The rows and their counts leave together at the commit. Second
+/// transaction: DROP of the empty table, the only step that locks `messages` itself, bounded by
+/// drop_lock_timeout.sql; one that times out leaves an empty partition the next pass retires.
+/// Both blocked times are measured, logged and exported.
 async fn drop_partition(
     db: &PgPool,
     settings: &RetentionSettings,
-    cancel: &CancellationToken,
 ) -> Result<Option<u64>, sqlx::Error> {
     let mut tx = db.begin().await?;
     sqlx::query(LOCK_PARTITIONS).execute(&mut *tx).await?;
-    let writers_from = Instant::now();
-    sqlx::query(LOCK_WRITERS).execute(&mut *tx).await?;
-    // Listed again under the locks: what was seen before may be gone.
+    // Listed again under the lock: what was seen before may be gone.
     let partition: Option<Partition> = sqlx::query_as(EXPIRED_PARTITIONS)
         .bind(settings.days as i32)
         .fetch_optional(&mut *tx)
@@ -232,53 +234,62 @@ async fn drop_partition(
     let Some(partition) = partition else {
         return Ok(None);
     };
-    // Ten batches (RETENTION_BATCH_SIZE) a chunk: each `apply` call updates every sender,
-    // recipient and hour its rows touch, so the fewer the calls the less the work, while the
-    // worker holds one chunk's rows in memory at a time.
-    let chunk_rows = i64::from(settings.batch_size) * PARTITION_CHUNK_BATCHES;
-    let mut rows = 0u64;
-    let mut after: Option<(DateTime<Utc>, String)> = None;
-    loop {
-        if cancel.is_cancelled() {
-            // Rolled back on drop: the partition stays whole, for the next pass.
-            return Ok(None);
-        }
-        let chunk: Vec<PartitionRow> = sqlx::query_as(PARTITION_CHUNK)
-            .bind(partition.lower_bound)
-            .bind(partition.upper_bound)
-            .bind(after.as_ref().map(|(ts, _)| *ts))
-            .bind(after.as_ref().map(|(_, id)| id.as_str()))
-            .bind(chunk_rows)
-            .fetch_all(&mut *tx)
-            .await?;
-        let Some(last) = chunk.last() else {
-            break;
-        };
-        after = Some((last.ts, last.message_id.clone()));
-        let full = chunk.len() as i64 == chunk_rows;
-        let changes: Changes = chunk
-            .into_iter()
-            .map(|row| Change {
-                from_msisdn: row.from_msisdn,
-                to_msisdn: row.to_msisdn,
-                ts: row.ts,
-            })
-            .collect();
-        rows += changes.len() as u64;
-        upkeep::apply(&mut tx, &changes, Direction::Removed).await?;
-        if !full {
-            break;
+    let writers_from = Instant::now();
+    sqlx::query(CLOSE_PARTITION)
+        .bind(&partition.name)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(DELETE_PARTITION_IDS)
+        .bind(partition.lower_bound)
+        .bind(partition.upper_bound)
+        .execute(&mut *tx)
+        .await?;
+    let counts: Vec<PartitionCount> = sqlx::query_as(PARTITION_COUNTS)
+        .bind(partition.lower_bound)
+        .bind(partition.upper_bound)
+        .fetch_all(&mut *tx)
+        .await?;
+    let mut moves = Moves::new(Direction::Removed);
+    for count in counts {
+        match count {
+            PartitionCount { from_msisdn: Some(from), n, .. } => moves.sender(from, n),
+            PartitionCount { to_msisdn: Some(to), n, .. } => moves.recipient(to, n),
+            PartitionCount { hour: Some(hour), n, .. } => moves.hour(hour, n),
+            PartitionCount { .. } => {}
         }
     }
+    let rows = upkeep::apply_moves(&mut tx, &moves).await?;
     let readers_from = Instant::now();
-    sqlx::query(DROP_PARTITION)
+    sqlx::query(EMPTY_PARTITION)
         .bind(&partition.name)
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    let readers_ms = readers_from.elapsed().as_secs_f64() * 1000.0;
     let writers_ms = writers_from.elapsed().as_secs_f64() * 1000.0;
-    metrics::counter!(PARTITIONS_DROPPED).increment(1);
+    let mut readers_ms = readers_from.elapsed().as_secs_f64() * 1000.0;
+
+    let mut tx = db.begin().await?;
+    sqlx::query(DROP_LOCK_TIMEOUT).execute(&mut *tx).await?;
+    let drop_from = Instant::now();
+    let dropped = sqlx::query(DROP_PARTITION)
+        .bind(&partition.name)
+        .execute(&mut *tx)
+        .await;
+    readers_ms += drop_from.elapsed().as_secs_f64() * 1000.0;
+    match dropped {
+        Ok(_) => {
+            tx.commit().await?;
+            metrics::counter!(PARTITIONS_DROPPED).increment(1);
+        }
+        // Lock timeout: the partition is empty and stays listed as expired.
+        Err(sqlx::Error::Database(error)) if error.code().as_deref() == Some("55P03") => {
+            tracing::info!(
+                partition = partition.name,
+                "emptied partition not dropped yet: messages was busy; the next pass drops it"
+            );
+        }
+        Err(error) => return Err(error),
+    }
     metrics::counter!(RETENTION_DELETED).increment(rows);
     metrics::histogram!(PARTITION_DROP_READERS_BLOCKED_MS).record(readers_ms);
     metrics::histogram!(PARTITION_DROP_WRITERS_BLOCKED_MS).record(writers_ms);
@@ -286,8 +297,8 @@ async fn drop_partition(
         partition = partition.name,
         rows,
         readers_blocked_ms = readers_ms.round() as u64,
-        writers_blocked_ms = writers_ms.round() as u64,
-        "expired partition dropped"
+        partition_writers_blocked_ms = writers_ms.round() as u64,
+        "expired partition retired"
     );
     Ok(Some(rows))
 }

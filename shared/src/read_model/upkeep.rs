@@ -78,16 +78,69 @@ impl Direction {
     }
 }
 
-/// The distinct keys of an aggregate, in key order, and how much each one's count moves.
-type Deltas<K> = (Vec<K>, Vec<i64>);
+/// How much each aggregate row moves: per sender, recipient and UTC hour of `ts` (the days and
+/// the number of messages follow from the hours). Built from the rows a statement changed
+/// ([`Moves::of`]) or from counts a caller already has per key ([`Moves::sender`] etc.: retention
+/// counts a whole partition in one scan), and applied by [`apply_moves`].
+#[derive(Debug, Clone)]
+pub struct Moves {
+    sign: i64,
+    senders: BTreeMap<String, i64>,
+    recipients: BTreeMap<String, i64>,
+    hours: BTreeMap<DateTime<Utc>, i64>,
+}
 
-/// Adds up `moves` (key, by how much) per distinct key.
-fn tally<K: Ord>(moves: impl Iterator<Item = (K, i64)>) -> Deltas<K> {
-    let mut counted = BTreeMap::new();
-    for (key, n) in moves {
-        *counted.entry(key).or_insert(0) += n;
+impl Moves {
+    /// No moves yet; every count added later moves its row up (`Added`) or down (`Removed`).
+    pub fn new(direction: Direction) -> Self {
+        Self {
+            sign: i64::from(direction.sign()),
+            senders: BTreeMap::new(),
+            recipients: BTreeMap::new(),
+            hours: BTreeMap::new(),
+        }
     }
-    counted.into_iter().unzip()
+
+    /// The moves of the messages in `changes`.
+    pub fn of(changes: &Changes, direction: Direction) -> Self {
+        let mut moves = Self::new(direction);
+        for ((from, to), &ts) in changes
+            .from_msisdn
+            .iter()
+            .zip(&changes.to_msisdn)
+            .zip(&changes.ts)
+        {
+            moves.sender(from.clone(), 1);
+            moves.recipient(to.clone(), 1);
+            moves.hour(ts, 1);
+        }
+        moves
+    }
+
+    /// `n` messages from `from_msisdn`.
+    pub fn sender(&mut self, from_msisdn: String, n: i64) {
+        *self.senders.entry(from_msisdn).or_insert(0) += n;
+    }
+
+    /// `n` messages to `to_msisdn`.
+    pub fn recipient(&mut self, to_msisdn: String, n: i64) {
+        *self.recipients.entry(to_msisdn).or_insert(0) += n;
+    }
+
+    /// `n` messages whose `ts` falls in the UTC hour of `ts` (any instant of it).
+    pub fn hour(&mut self, ts: DateTime<Utc>, n: i64) {
+        *self.hours.entry(floor_to(ts, HOUR)).or_insert(0) += n;
+    }
+
+    /// How many messages these moves count.
+    pub fn messages(&self) -> u64 {
+        self.hours.values().sum::<i64>().unsigned_abs()
+    }
+}
+
+/// The keys of `counted` in key order, and each one's signed move.
+fn signed<K: Ord + Clone>(counted: &BTreeMap<K, i64>, sign: i64) -> (Vec<K>, Vec<i64>) {
+    counted.iter().map(|(k, n)| (k.clone(), sign * n)).unzip()
 }
 
 /// Applies `changes` to the aggregates; returns how many messages that was. Call it inside the
@@ -100,20 +153,26 @@ pub async fn apply(
     if changes.is_empty() {
         return Ok(0);
     }
-    // Added up here, so the statement touches each aggregate row once, with one array element
+    apply_moves(tx, &Moves::of(changes, direction)).await
+}
+
+/// Applies `moves` to the aggregates; returns how many messages they count. Call it inside the
+/// transaction that changed those messages, so both commit or neither does.
+pub async fn apply_moves(tx: &mut PgConnection, moves: &Moves) -> Result<u64, sqlx::Error> {
+    let messages = moves.messages();
+    if messages == 0 {
+        return Ok(0);
+    }
+    // Added up per key, so the statement touches each aggregate row once, with one array element
     // per distinct key rather than per message.
-    let sign = i64::from(direction.sign());
-    let senders = tally(changes.from_msisdn.iter().map(|k| (k.as_str(), sign)));
-    let recipients = tally(changes.to_msisdn.iter().map(|k| (k.as_str(), sign)));
-    let hours = tally(changes.ts.iter().map(|&t| (floor_to(t, HOUR), sign)));
-    let days = tally(
-        hours
-            .0
-            .iter()
-            .zip(&hours.1)
-            .map(|(&h, &n)| (floor_to(h, DAY), n)),
-    );
-    let messages = sign * changes.len() as i64;
+    let senders = signed(&moves.senders, moves.sign);
+    let recipients = signed(&moves.recipients, moves.sign);
+    let hours = signed(&moves.hours, moves.sign);
+    let mut days = BTreeMap::new();
+    for (&hour, &n) in &moves.hours {
+        *days.entry(floor_to(hour, DAY)).or_insert(0) += n;
+    }
+    let days = signed(&days, moves.sign);
     sqlx::query(APPLY_CHANGES)
         .bind(senders.0)
         .bind(senders.1)
@@ -123,8 +182,8 @@ pub async fn apply(
         .bind(hours.1)
         .bind(days.0)
         .bind(days.1)
-        .bind(messages)
+        .bind(moves.sign * messages as i64)
         .execute(tx)
         .await?;
-    Ok(changes.len() as u64)
+    Ok(messages)
 }

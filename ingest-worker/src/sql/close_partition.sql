@@ -1,0 +1,11 @@
+-- Closes an expired partition to writers for the rest of the transaction that retires it
+-- (retention.rs), after the partition lock and before anything else. Waits for the batches
+-- writing into it to commit.
+--
+--   $1 text  the partition's name
+--
+-- close_message_partition (migration 20261204000009) takes SHARE on that partition alone:
+-- writers of every other partition and all readers go on. Lock order: a writer waiting here
+-- holds no aggregate row yet (a batch inserts its rows before it counts them), so this
+-- transaction never waits for a writer that waits for it.
+SELECT close_message_partition($1)
