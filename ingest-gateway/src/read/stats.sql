@@ -9,8 +9,8 @@
 -- on the count, which would make every update of a count write index entries (the migration
 -- 20261204000008_cheaper_upkeep.sql says why). The $1-th entry of that index names the band the
 -- last of the busiest $1 is in. Every sender in a higher band has more messages than every sender
--- in that band or below, so the answer is the senders above it (fewer than $1) and the busiest
--- of that band, the only rows sorted. A sender whose messages retention removed stays at band
+-- in that band or below, so the answer is the senders above it (fewer than $1; the LIMIT only
+-- tells the planner so, to walk the index) and the busiest of that band, the only rows sorted. A sender whose messages retention removed stays at band
 -- and count 0 and is left out.
 WITH edge AS (
     SELECT coalesce((SELECT band FROM sender_stats WHERE band > 0
@@ -19,8 +19,9 @@ WITH edge AS (
 ),
 top AS (
     SELECT from_msisdn, count FROM (
-        SELECT s.from_msisdn, s.count FROM sender_stats s
-        WHERE s.band > (SELECT band FROM edge)
+        (SELECT s.from_msisdn, s.count FROM sender_stats s
+         WHERE s.band > (SELECT band FROM edge)
+         ORDER BY s.band DESC, s.from_msisdn LIMIT $1)
         UNION ALL
         (SELECT s.from_msisdn, s.count FROM sender_stats s
          WHERE s.band = (SELECT band FROM edge)
