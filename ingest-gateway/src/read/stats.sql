@@ -18,22 +18,19 @@ WITH edge AS (
            AS band
 ),
 top AS (
-    SELECT from_msisdn, count FROM (
-        (SELECT s.from_msisdn, s.count FROM sender_stats s
-         WHERE s.band > (SELECT band FROM edge)
-         ORDER BY s.band DESC, s.from_msisdn LIMIT $1)
-        UNION ALL
-        (SELECT s.from_msisdn, s.count FROM sender_stats s
-         WHERE s.band = (SELECT band FROM edge)
-         ORDER BY s.count DESC, s.from_msisdn LIMIT $1)
-    ) c
-    ORDER BY count DESC, from_msisdn LIMIT $1
+    (SELECT s.from_msisdn, s.count FROM sender_stats s
+     WHERE s.band > (SELECT band FROM edge)
+     ORDER BY s.band DESC, s.from_msisdn LIMIT $1)
+    UNION ALL
+    (SELECT s.from_msisdn, s.count FROM sender_stats s
+     WHERE s.band = (SELECT band FROM edge)
+     ORDER BY s.count DESC, s.from_msisdn LIMIT $1)
 )
 SELECT t.total_messages,
        t.senders_count,
        t.recipients_count,
        (SELECT ts_raw FROM messages ORDER BY ts, message_id LIMIT 1) AS first_message_ts,
        (SELECT ts_raw FROM messages ORDER BY ts DESC, message_id DESC LIMIT 1) AS last_message_ts,
-       ARRAY(SELECT from_msisdn FROM top ORDER BY count DESC, from_msisdn) AS top_senders,
-       ARRAY(SELECT count FROM top ORDER BY count DESC, from_msisdn) AS top_sender_counts
+       ARRAY(SELECT from_msisdn FROM top ORDER BY count DESC, from_msisdn LIMIT $1) AS top_senders,
+       ARRAY(SELECT count FROM top ORDER BY count DESC, from_msisdn LIMIT $1) AS top_sender_counts
 FROM message_totals t
