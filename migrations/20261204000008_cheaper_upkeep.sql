@@ -9,14 +9,18 @@
 -- part of what the insert of the row itself costs (BENCHMARKS.md, "Aggregate upkeep").
 --
 -- What replaces the index on `count` for the busiest senders of /stats: `band`, a coarse,
--- monotonic function of the count (sender_band below: its number of decimal digits), which
--- changes only when the count crosses a power of ten. An update that leaves the band alone is
--- HOT, and on a skewed mix nearly all are: the senders that write most already have many
--- messages. The top-N reads the N-th entry of (band DESC, from_msisdn), then sorts only the
--- senders in that band or above (ingest-gateway/src/read/stats.sql). Every sender above a band
--- has more messages than every sender in it, so the answer is exact. The price is on that read:
--- it sorts every sender of the band the N-th busiest is in, which is a handful on a skewed mix
--- but all of them when every sender has about as many messages (one band for all).
+-- monotonic function of the count (sender_band below), which changes far less often than the
+-- count. An update that leaves the band alone is HOT. The top-N reads the N-th entry of
+-- (band DESC, from_msisdn), then sorts only the senders in that band or above
+-- (ingest-gateway/src/read/stats.sql). Every sender above a band has more messages than every
+-- sender in it, so the answer is exact.
+--
+-- The width of the bands is the trade-off between the two sides: a wide band changes rarely
+-- (cheap upkeep) but holds many senders for /stats to sort when counts are alike. Below 100
+-- messages a band is a number of digits (1-9, 10-99): the long tail of rarely-writing senders,
+-- whose counts are small, rarely change band. From 100 on, a band is the number of digits and
+-- the first two digits, at most a tenth of its counts wide: a sender's band moves once in every
+-- 1 to 10% of growth, and /stats sorts only the senders within that of the N-th busiest.
 --
 -- Fillfactor 50 on the tables the upkeep updates leaves room on each page for new row versions,
 -- so updates stay on their page; pages written before this migration get the room as their rows
@@ -24,11 +28,16 @@
 --
 -- Building the index scans sender_stats once, which is small beside `messages`.
 
--- The band of a count: its number of decimal digits (counts 10^(b-1) to 10^b - 1 are band b),
--- 0 for a count of 0. Immutable: the index and every writer rely on one definition.
+-- The band of a count: 0 for 0; 1 for 1-9 and 2 for 10-99; from 100 on, 100 times its number
+-- of digits plus its first two digits (100-109 is 310, 990-999 is 399, 1000-1099 is 410).
+-- Immutable: the index and every writer rely on one definition.
 CREATE OR REPLACE FUNCTION sender_band(n bigint) RETURNS integer
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
-    SELECT CASE WHEN n > 0 THEN length(n::text) ELSE 0 END
+    SELECT CASE
+        WHEN n <= 0 THEN 0
+        WHEN n < 100 THEN length(n::text)
+        ELSE 100 * length(n::text) + left(n::text, 2)::integer
+    END
 $$;
 
 ALTER TABLE sender_stats ADD COLUMN IF NOT EXISTS band integer;

@@ -11,7 +11,7 @@
 # BENCH_PORT (gateway port, default 18000; workers use the next ones), BENCH_NO_WRITE=1 (print
 # the tables instead of writing BENCHMARKS.md), BENCH_SKIP_BUILD=1 (use the binaries in
 # target/release as they are), BENCH_CASES (space-separated subset of
-# "refs closed alone open drain"), BENCH_OPEN_SECS / BENCH_OPEN_RATES (the open-loop cases, default 60 s
+# "refs upkeep closed alone open drain"), BENCH_OPEN_SECS / BENCH_OPEN_RATES (the open-loop cases, default 60 s
 # at "5000 10000"; a long run at a sustainable rate is the RSS soak), BENCH_NICE (the CPU
 # priority of the gateway and the generator, default -10; see below), BENCH_TEXT (the generator's
 # text lengths: "chat", the default, or "short"), and the gateway's and the worker's own variables
@@ -29,7 +29,7 @@ else
   HTTP_N=${BENCH_REQUESTS:-200000} HEALTH_N=${BENCH_REQUESTS:-200000} REF_N=${BENCH_REQUESTS:-200000}
   OPEN_SECS=${BENCH_OPEN_SECS:-60} DRAIN_N=500000
 fi
-CASES=${BENCH_CASES:-refs closed alone open drain}
+CASES=${BENCH_CASES:-refs upkeep closed alone open drain}
 WORKERS=${BENCH_WORKERS:-1}
 PORT=${BENCH_PORT:-18000}
 OUT=.data/bench
@@ -163,6 +163,18 @@ if [[ $CASES == *refs* ]]; then
   done
   log "reference: raw UNNEST upsert of $DRAIN_N rows"
   bench pg --requests "$DRAIN_N" --batch "${BATCH_SIZE:-500}" --run-id "$RUN-pg" --label pg-ref
+fi
+
+# What the read model's upkeep costs Postgres per stored row: the worker's insert alone and with
+# the upkeep, in alternating passes on a database of its own (the passes empty its tables).
+if [[ $CASES == *upkeep* ]]; then
+  UPKEEP_DB=${BENCH_DB}_upkeep
+  psql -q "$ADMIN_URL" -c "DROP DATABASE IF EXISTS $UPKEEP_DB WITH (FORCE)" -c "CREATE DATABASE $UPKEEP_DB" >/dev/null
+  log "reference: the aggregate upkeep, $((DRAIN_N / 2)) rows, insert alone and with the upkeep, 3 rounds"
+  $BENCH upkeep --database-url "$(url_with_database "$ADMIN_URL" "$UPKEEP_DB")" --requests "$((DRAIN_N / 2))" \
+    --batch "${BATCH_SIZE:-500}" --repeat 3 --run-id "$RUN-upkeep" --label upkeep --out "$RESULTS" >/dev/null
+  tail -n 1 "$RESULTS" | cut -c1-400 >&2
+  psql -q "$ADMIN_URL" -c "DROP DATABASE IF EXISTS $UPKEEP_DB WITH (FORCE)" >/dev/null
 fi
 
 if [[ $CASES == *closed* ]]; then

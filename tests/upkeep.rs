@@ -22,7 +22,7 @@ const BATCH: usize = 60;
 /// Senders with very different weights, so counts spread over several bands and ties happen,
 /// and one message in ten from a sender of its own (the band of a single message).
 fn sender(n: usize) -> String {
-    if n % 10 == 0 {
+    if n.is_multiple_of(10) {
         return format!("+1777{n:06}");
     }
     let k = (n * 7919) % 100;
@@ -69,7 +69,7 @@ async fn insert_batch(db: &PgPool, writer: usize, batch: usize) -> Result<u64, s
     .fetch_all(&mut *tx)
     .await?;
     // Half the writers hand their changes over in the opposite order of the other half.
-    if writer % 2 == 1 {
+    if !writer.is_multiple_of(2) {
         inserted.sort_by(|a, b| b.from_msisdn.cmp(&a.from_msisdn));
     } else {
         inserted.sort_by(|a, b| a.from_msisdn.cmp(&b.from_msisdn));

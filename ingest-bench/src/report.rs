@@ -85,6 +85,10 @@ pub fn render(jsonl: &str) -> anyhow::Result<String> {
         )?;
     }
 
+    for u in of("upkeep") {
+        upkeep_table(w, u)?;
+    }
+
     // A case run with no worker on the box measures the accept path alone: the rows wait in
     // JetStream, as they would for a store path on other cores or machines.
     let alone = |r: &&Value| r["workers_on_box"] == 0;
@@ -288,6 +292,54 @@ pub fn render(jsonl: &str) -> anyhow::Result<String> {
         )?;
     }
     Ok(out)
+}
+
+/// The upkeep reference: each round's two passes, and what the upkeep adds per row.
+fn upkeep_table(w: &mut String, u: &Value) -> anyhow::Result<()> {
+    writeln!(
+        w,
+        "\n### Aggregate upkeep: the worker's insert alone and with `upkeep::apply` ({} rows, {} per transaction, 1 connection)\n",
+        u["rows"], u["batch"]
+    )?;
+    writeln!(
+        w,
+        "| round | insert alone: rows/s | µs/row (backend) | µs/row (all postgres) | with upkeep: rows/s | µs/row (backend) | µs/row (all postgres) | upkeep µs/row (backend) | exact |"
+    )?;
+    writeln!(w, "|---:|---:|---:|---:|---:|---:|---:|---:|---|")?;
+    let passes = u["passes"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+    let mut added = Vec::new();
+    for (round, pair) in passes.chunks(2).enumerate() {
+        let [bare, kept] = pair else { continue };
+        let diff = f(&kept["backend_us_per_row"]) - f(&bare["backend_us_per_row"]);
+        added.push(diff);
+        writeln!(
+            w,
+            "| {} | {} | {:.1} | {:.1} | {} | {:.1} | {:.1} | **{:.1}** | {} |",
+            round + 1,
+            rate(f(&bare["rows_per_s"])),
+            f(&bare["backend_us_per_row"]),
+            f(&bare["postgres_us_per_row"]),
+            rate(f(&kept["rows_per_s"])),
+            f(&kept["backend_us_per_row"]),
+            f(&kept["postgres_us_per_row"]),
+            diff,
+            if kept["mismatches"] == 0 {
+                "yes"
+            } else {
+                "**no**"
+            },
+        )?;
+    }
+    added.sort_by(f64::total_cmp);
+    if let (Some(lo), Some(hi)) = (added.first(), added.last()) {
+        writeln!(
+            w,
+            "\nThe upkeep adds {:.1} µs of Postgres CPU per stored row (the median of {} round(s), which range from {lo:.1} to {hi:.1}).",
+            added[added.len() / 2],
+            added.len()
+        )?;
+    }
+    Ok(())
 }
 
 fn f(v: &Value) -> f64 {

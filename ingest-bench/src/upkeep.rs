@@ -6,7 +6,7 @@
 //! that connection's backend (from /proc, in nanoseconds) per row, with and without, differ by
 //! what the upkeep costs; every Postgres process (autovacuum, WAL writer) is reported beside it
 //! from the usual monitor, which also sees whatever else the box runs. Passes alternate, so drift
-//! on a shared box falls on both alike.
+//! on a shared box falls on both alike. `messages` has the indexes SEARCH_INDEX asks for.
 
 use std::time::{Duration, Instant};
 
@@ -70,6 +70,10 @@ pub async fn measure(
         .collect::<Result<_, _>>()?;
     let pool = crate::database(database_url, 1).await?;
     ingest_shared::db::migrate(&pool).await?;
+    // The indexes of `messages` as SEARCH_INDEX asks, as the binaries would leave them.
+    let wanted =
+        ingest_shared::search_index::SearchIndex::from_env(&ingest_shared::config::ProcessEnv)?;
+    ingest_shared::search_index::reconcile(&database_url.parse()?, wanted).await?;
     let mut conn = pool.acquire().await?;
     let pid: Pid = sqlx::query_as(BACKEND_PID).fetch_one(&mut *conn).await?;
     let backend = Target::Pids(vec![pid.pid as u32]);

@@ -121,6 +121,41 @@ impl TimeBuckets {
 mod tests {
     use super::*;
 
+    #[test]
+    fn floor_to_rounds_down_before_1970_and_after_2262_as_date_trunc_does() {
+        let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        for (t, hour, day) in [
+            (
+                "2025-01-15T10:59:59.999Z",
+                "2025-01-15T10:00:00Z",
+                "2025-01-15T00:00:00Z",
+            ),
+            (
+                "1969-12-31T23:30:00.5Z",
+                "1969-12-31T23:00:00Z",
+                "1969-12-31T00:00:00Z",
+            ),
+            (
+                "1900-06-01T00:00:00Z",
+                "1900-06-01T00:00:00Z",
+                "1900-06-01T00:00:00Z",
+            ),
+            (
+                "2300-01-01T05:30:00Z",
+                "2300-01-01T05:00:00Z",
+                "2300-01-01T00:00:00Z",
+            ),
+            (
+                "9999-12-31T23:59:59Z",
+                "9999-12-31T23:00:00Z",
+                "9999-12-31T00:00:00Z",
+            ),
+        ] {
+            assert_eq!(floor_to(at(t), HOUR), at(hour), "{t}");
+            assert_eq!(floor_to(at(t), DAY), at(day), "{t}");
+        }
+    }
+
     /// Every instant of a three-day window is covered by exactly one part of `TimeBuckets` (an
     /// edge counted row by row, an hour bucket or a day bucket) when it is inside
     /// `[since, until)`, and by none otherwise: the total adds each row once.
