@@ -56,10 +56,16 @@ async fn insert_batch(db: &PgPool, writer: usize, batch: usize) -> Result<u64, s
     }
     let mut tx = db.begin().await?;
     let mut inserted: Vec<Change> = sqlx::query_as(
-        "INSERT INTO messages (message_id, from_msisdn, to_msisdn, ts, ts_raw)
-         SELECT id, f, t, r::timestamptz, r FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[])
-             AS u(id, f, t, r)
-         ON CONFLICT (message_id) DO NOTHING
+        "WITH u AS (
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[]) AS u(id, f, t, r)
+         ),
+         new AS (
+             INSERT INTO message_ids (message_id, ts) SELECT id, r::timestamptz FROM u
+             ON CONFLICT (message_id) DO NOTHING
+             RETURNING message_id
+         )
+         INSERT INTO messages (message_id, from_msisdn, to_msisdn, ts, ts_raw)
+         SELECT id, f, t, r::timestamptz, r FROM u JOIN new ON new.message_id = u.id
          RETURNING from_msisdn, to_msisdn, ts",
     )
     .bind(&ids)
@@ -84,8 +90,9 @@ async fn insert_batch(db: &PgPool, writer: usize, batch: usize) -> Result<u64, s
 async fn delete_batch(db: &PgPool, n: i64) -> Result<u64, sqlx::Error> {
     let mut tx = db.begin().await?;
     let deleted: Vec<Change> = sqlx::query_as(
-        "DELETE FROM messages WHERE ctid IN (
-             SELECT ctid FROM messages ORDER BY random() LIMIT $1 FOR UPDATE SKIP LOCKED)
+        "DELETE FROM messages WHERE (ts, message_id) IN (
+             SELECT ts, message_id FROM messages ORDER BY random() LIMIT $1
+             FOR UPDATE SKIP LOCKED)
          RETURNING from_msisdn, to_msisdn, ts",
     )
     .bind(n)
