@@ -98,12 +98,12 @@ pub fn register() {
         (
             PARTITION_DROP_READERS_BLOCKED_MS,
             Unit::Milliseconds,
-            "Time reads of messages waited on a partition drop: the DROP and the commit",
+            "Time reads waited on an expired partition's retirement: its TRUNCATE and the DROP of the emptied table",
         ),
         (
             PARTITION_DROP_WRITERS_BLOCKED_MS,
             Unit::Milliseconds,
-            "Time writes to messages waited on a partition drop: its whole transaction",
+            "Time writes into an expired partition waited on its retirement: the transaction that counts and empties it",
         ),
     ] {
         describe_histogram!(name, unit, help);
