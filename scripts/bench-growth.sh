@@ -48,8 +48,8 @@ mkdir -p "$OUT"
 ADMIN_URL=$DATABASE_URL
 BIN=target/release
 COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-export WEBHOOK_SECRET=growth-secret NATS_STREAM=GROWTH NATS_SUBJECT=growth.messages \
-  NATS_CONSUMER=growth-worker LOG_LEVEL=${LOG_LEVEL:-info}
+export WEBHOOK_SECRET=growth-secret NATS_STREAM=${GROWTH_STREAM:-GROWTH} NATS_SUBJECT=${GROWTH_STREAM:-growth}.messages \
+  NATS_CONSUMER=${GROWTH_STREAM:-growth}-worker LOG_LEVEL=${LOG_LEVEL:-info}
 
 log() { printf '[growth %s] %s\n' "$(date -u +%T)" "$*" >&2; }
 
@@ -246,10 +246,15 @@ for SIZE in $SIZES; do
     if [[ " $modes " == *" $current "* ]]; then
       modes="$current $(tr ' ' '\n' <<<"$modes" | grep -vx "$current" | tr '\n' ' ')"
     fi
-    for mode in $modes; do drain "$mode"; done
+    for mode in $modes; do
+      drain "$mode"
+      # The reads need the trigram index: right after its drain, before a switch drops it.
+      if [[ $mode == trigram && $PHASES == *reads* ]]; then reads; READ_DONE=1; fi
+    done
   fi
-  [[ $PHASES == *reads* ]] && reads
-  [[ $PHASES == *retention* ]] && retention
+  if [[ $PHASES == *reads* && ${READ_DONE:-0} != 1 ]]; then reads; fi
+  READ_DONE=0
+  if [[ $PHASES == *retention* ]]; then retention; fi
 done
 "$BIN/ingest-bench" reset --stream "$NATS_STREAM" >/dev/null
 

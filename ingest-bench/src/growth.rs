@@ -221,7 +221,10 @@ pub async fn probe_until_expired(
                 break;
             }
             if started.elapsed() >= timeout {
-                anyhow::bail!("{} rows older than {cutoff} left after {timeout:?}", left.rows);
+                anyhow::bail!(
+                    "{} rows older than {cutoff} left after {timeout:?}",
+                    left.rows
+                );
             }
             next_check = now + Duration::from_millis(500);
         }

@@ -327,8 +327,7 @@ async fn run_nats(args: &Args) -> anyhow::Result<Value> {
     ingest_shared::nats::ensure_stream(&js, &settings).await?;
 
     let monitor = args.monitor()?;
-    let published =
-        refs::publish(&js, &settings.subject, &workload, inflight).await?;
+    let published = refs::publish(&js, &settings.subject, &workload, inflight).await?;
     let procs = monitor.finish();
     if scratch {
         js.delete_stream(&settings.stream).await?;
