@@ -29,8 +29,11 @@
 # GROWTH_VACUUM (1: VACUUM messages after removing the drained rows so every drain starts from a
 # table without dead rows; default 1), RESEED, SKIP_BUILD=1, BENCH_PORT (default 18100; the
 # worker uses the next port, bench-read the one after), BENCH_NO_WRITE=1 (print the table instead
-# of writing BENCHMARKS.md). Databases `ingest_growth_*` are kept for the next run: drop them by
-# hand to free their disk.
+# of writing BENCHMARKS.md), GROWTH_STREAM (the JetStream stream, default GROWTH: another name
+# lets a second run seed beside a first). Databases `ingest_growth_*` are kept for the next run:
+# drop them by hand to free their disk. Disk: about 770 MB per million rows with every index
+# (the chat mix), so 100M rows need about 80 GB; the script says what a seed took and what is
+# left.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/services.sh
