@@ -3,7 +3,8 @@
 //! ```text
 //! ingest-bench http   --target http://127.0.0.1:8000 [--path /webhook] --secret S --requests N
 //!                     [--dup 0.2] [--connections 64] [--rate R --duration SECS]
-//!                     [--e2e-db URL] [--watch label=PID | label=comm:NAME]... [--out results.jsonl]
+//!                     [--e2e-db URL] [--watch label=PID | label=comm:NAME | label=db:NAME]...
+//!                     [--out results.jsonl]
 //!                     [--workers-on-box N]   # recorded: how many workers drained during the load
 //! ingest-bench nats   --requests N [--dup F] [--inflight 1024] [--stream S --subject S] [--scratch]
 //! ingest-bench pg     --requests N [--batch 500]
@@ -11,7 +12,6 @@
 //!                     [--metrics HOST:PORT,...  --ts-from UNIX_SECS]  # growth: see below
 //! ingest-bench reset  --stream S [--purge 1]             # deletes (or empties) a stream (bench runs only)
 //! ingest-bench report --results results.jsonl            # markdown tables on stdout
-//! ```
 //! ingest-bench unstore         --ts-from UNIX_SECS --ts-to UNIX_SECS  # delete, out of the aggregates
 //! ingest-bench count-in        --ts-from UNIX_SECS --ts-to UNIX_SECS  # SQL-loaded rows into them
 //! ingest-bench retention-probe --cutoff UNIX_SECS [--timeout SECS]     # how long the table blocks
@@ -22,7 +22,6 @@
 //! neither costs Postgres anything that grows with the table; it also reports each watched
 //! process's CPU per stored row. The last three serve scripts/bench-growth.sh.
 //!
-//! ```text
 //! `http`, `nats` and `pg` build their messages with `--text chat|short` (or `BENCH_TEXT`;
 //! default chat: the mix of BENCHMARKS.md; short: every text 5-160 characters).
 //! Every measuring command prints one JSON object and appends it to `--out` when given.
