@@ -34,9 +34,12 @@ local function sender()
   return string.format("%%2B91%07d", math.random(0, senders - 1))
 end
 
+-- The seeded year: 2025 as bench-read.sh seeds it, or BENCH_DAY0 (unix seconds of its first
+-- midnight UTC) for a database seeded otherwise (scripts/bench-growth.sh).
+local day0 = tonumber(os.getenv("BENCH_DAY0") or "1735689600")
+
 local function day()
-  -- A day of 2025 (the seeded year).
-  local t = os.time({ year = 2025, month = 1, day = 1, hour = 0 }) + math.random(0, 363) * 86400
+  local t = day0 + math.random(0, 363) * 86400
   return os.date("!%Y-%m-%dT%H:%M:%SZ", t)
 end
 

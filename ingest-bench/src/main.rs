@@ -3,24 +3,37 @@
 //! ```text
 //! ingest-bench http   --target http://127.0.0.1:8000 [--path /webhook] --secret S --requests N
 //!                     [--dup 0.2] [--connections 64] [--rate R --duration SECS]
-//!                     [--e2e-db URL] [--watch label=PID | label=comm:NAME]... [--out results.jsonl]
+//!                     [--e2e-db URL] [--watch label=PID | label=comm:NAME | label=db:NAME]...
+//!                     [--out results.jsonl]
 //!                     [--workers-on-box N]   # recorded: how many workers drained during the load
 //! ingest-bench nats   --requests N [--dup F] [--inflight 1024] [--stream S --subject S] [--scratch]
 //! ingest-bench pg     --requests N [--batch 500]
 //! ingest-bench upkeep --requests N [--batch 500] [--repeat 3]   # the aggregates' cost per row
 //! ingest-bench drain  --expect N [--timeout SECS]
+//!                     [--metrics HOST:PORT,...  --ts-from UNIX_SECS]  # growth: see below
 //! ingest-bench reset  --stream S [--purge 1]             # deletes (or empties) a stream (bench runs only)
 //! ingest-bench report --results results.jsonl            # markdown tables on stdout
+//! ingest-bench unstore         --ts-from UNIX_SECS --ts-to UNIX_SECS  # delete, out of the aggregates
+//! ingest-bench count-in        --ts-from UNIX_SECS --ts-to UNIX_SECS  # SQL-loaded rows into them
+//! ingest-bench retention-probe --cutoff UNIX_SECS [--timeout SECS]     # how long the table blocks
 //! ```
+//! `nats` also takes `--ts-base UNIX_SECS` (the first message's ts) and `--ids hashed` (ids spread
+//! over the whole index like real senders'). `drain --metrics` waits on the workers' own count
+//! instead of counting `messages`, and with `--ts-from` finds the drained rows by their ts, so
+//! neither costs Postgres anything that grows with the table; it also reports each watched
+//! process's CPU per stored row. The last three serve scripts/bench-growth.sh.
+//!
 //! `http`, `nats`, `pg` and `upkeep` build their messages with `--text chat|short` (or `BENCH_TEXT`;
 //! default chat: the mix of BENCHMARKS.md; short: every text 5-160 characters).
 //! Every measuring command prints one JSON object and appends it to `--out` when given.
 //! `scripts/bench.sh` runs the whole matrix.
 
-const USAGE: &str = "usage: ingest-bench http|nats|pg|upkeep|drain|reset|report --option value ...; \
+const USAGE: &str = "usage: ingest-bench http|nats|pg|upkeep|drain|reset|report|unstore|count-in|retention-probe \
+    --option value ...; \
     every option is in the header of ingest-bench/src/main.rs, and scripts/bench.sh runs them all";
 
 mod e2e;
+mod growth;
 mod http;
 mod procmon;
 mod refs;
@@ -113,6 +126,11 @@ impl Args {
                 .env_or("text", "BENCH_TEXT", "chat")
                 .parse()
                 .map_err(|e| anyhow::anyhow!("--text: {e}"))?,
+            ts_base: self.num("ts-base", workload::DEFAULT_TS_BASE)?,
+            ids: self
+                .str_or("ids", "sequential")
+                .parse()
+                .map_err(|e| anyhow::anyhow!("--ids: {e}"))?,
         })
     }
 
@@ -148,6 +166,9 @@ fn main() -> anyhow::Result<()> {
             "upkeep" => run_upkeep(&args).await,
             "drain" => run_drain(&args).await,
             "reset" => run_reset(&args).await,
+            "unstore" => run_unstore(&args).await,
+            "count-in" => run_count_in(&args).await,
+            "retention-probe" => run_retention_probe(&args).await,
             command => {
                 eprintln!("{USAGE}");
                 let asked = matches!(command, "help" | "--help" | "-h");
@@ -308,8 +329,7 @@ async fn run_nats(args: &Args) -> anyhow::Result<Value> {
     ingest_shared::nats::ensure_stream(&js, &settings).await?;
 
     let monitor = args.monitor()?;
-    let published =
-        refs::publish(&js, &settings.subject, &workload, &spec.run_id, inflight).await?;
+    let published = refs::publish(&js, &settings.subject, &workload, inflight).await?;
     let procs = monitor.finish();
     if scratch {
         js.delete_stream(&settings.stream).await?;
@@ -333,11 +353,7 @@ async fn run_nats(args: &Args) -> anyhow::Result<Value> {
 }
 
 async fn run_pg(args: &Args) -> anyhow::Result<Value> {
-    let url = args.env_or(
-        "database-url",
-        "DATABASE_URL",
-        ingest_shared::config::DEFAULT_DATABASE_URL,
-    );
+    let url = database_url(args);
     let mut spec = args.spec()?;
     spec.dup_fraction = 0.0;
     let batch: usize = args.num("batch", 500)?;
@@ -395,28 +411,89 @@ async fn run_upkeep(args: &Args) -> anyhow::Result<Value> {
 }
 
 async fn run_drain(args: &Args) -> anyhow::Result<Value> {
-    let url = args.env_or(
-        "database-url",
-        "DATABASE_URL",
-        ingest_shared::config::DEFAULT_DATABASE_URL,
-    );
+    let url = database_url(args);
     let expect: i64 = args.num("expect", 500_000)?;
     let baseline: i64 = args.num("baseline", 0)?;
     let since_us: i64 = args.num("since-us", chrono::Utc::now().timestamp_micros())?;
     let timeout = Duration::from_secs(args.num("timeout", 600)?);
+    let workers: Vec<String> = args
+        .str("metrics")
+        .map(|m| m.split(',').map(str::to_owned).collect())
+        .unwrap_or_default();
     let db = database(&url, 1).await?;
     let monitor = args.monitor()?;
-    let drained = e2e::wait_for_drain(&db, baseline, expect, since_us, timeout).await?;
-    let procs = monitor.finish();
+    let (rows, rows_per_s, wall_s, procs) = if workers.is_empty() {
+        let drained = e2e::wait_for_drain(&db, baseline, expect, since_us, timeout).await?;
+        let procs = monitor.finish();
+        (drained.rows, drained.rows_per_s, drained.wall_s, procs)
+    } else {
+        let ts_from = unix_arg(args, "ts-from")?;
+        let wall_s = growth::wait_for_workers(&workers, expect as u64, timeout).await?;
+        // Stopped before the rows are read back: that query is the bench's, not the drain's.
+        let procs = monitor.finish();
+        let drained = growth::drained_since(&db, ts_from, wall_s).await?;
+        (drained.rows, drained.rows_per_s, drained.wall_s, procs)
+    };
+    // CPU time per stored row: the average share of a core over the wait, times the wait.
+    let us_per_row: serde_json::Map<String, Value> = procs
+        .iter()
+        .map(|(label, usage)| {
+            let us = usage.cpu_pct / 100.0 * wall_s * 1e6 / rows.max(1) as f64;
+            (label.clone(), json!(us))
+        })
+        .collect();
     Ok(json!({
         "kind": "drain",
         "workers": args.num("workers", 1u32)?,
         "expect": expect,
-        "rows": drained.rows,
-        "rows_per_s": drained.rows_per_s,
-        "wall_s": drained.wall_s,
+        "rows": rows,
+        "rows_per_s": rows_per_s,
+        "wall_s": wall_s,
+        "cpu_us_per_row": us_per_row,
         "procs": procs,
     }))
+}
+
+fn database_url(args: &Args) -> String {
+    args.env_or(
+        "database-url",
+        "DATABASE_URL",
+        ingest_shared::config::DEFAULT_DATABASE_URL,
+    )
+}
+
+/// A `--name UNIX_SECS` option as a timestamp.
+fn unix_arg(args: &Args, name: &str) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
+    let secs: i64 = args
+        .str(name)
+        .with_context(|| format!("--{name} UNIX_SECS"))?
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--{name}: {e}"))?;
+    chrono::DateTime::from_timestamp(secs, 0).with_context(|| format!("--{name} out of range"))
+}
+
+async fn run_unstore(args: &Args) -> anyhow::Result<Value> {
+    let (from, to) = (unix_arg(args, "ts-from")?, unix_arg(args, "ts-to")?);
+    let db = database(&database_url(args), 1).await?;
+    let started = std::time::Instant::now();
+    let removed = growth::unstore(&db, from, to).await?;
+    Ok(json!({"kind": "unstore", "rows": removed, "elapsed_s": started.elapsed().as_secs_f64()}))
+}
+
+async fn run_count_in(args: &Args) -> anyhow::Result<Value> {
+    let (from, to) = (unix_arg(args, "ts-from")?, unix_arg(args, "ts-to")?);
+    let db = database(&database_url(args), 1).await?;
+    let started = std::time::Instant::now();
+    let added = growth::count_in(&db, from, to, chrono::Duration::days(1)).await?;
+    Ok(json!({"kind": "count-in", "rows": added, "elapsed_s": started.elapsed().as_secs_f64()}))
+}
+
+async fn run_retention_probe(args: &Args) -> anyhow::Result<Value> {
+    let cutoff = unix_arg(args, "cutoff")?;
+    let timeout = Duration::from_secs(args.num("timeout", 1800)?);
+    let db = database(&database_url(args), 2).await?;
+    let blocked = growth::probe_until_expired(&db, cutoff, timeout).await?;
+    Ok(json!({"kind": "retention", "blocked": blocked}))
 }
 
 /// A run starts from an empty stream, so a backlog left by an earlier run cannot inflate it.

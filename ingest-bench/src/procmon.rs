@@ -9,25 +9,32 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 /// What to watch: `label=PID[,PID...]`, or `label=comm:NAME` for every process named NAME
-/// (Postgres forks a backend per connection, so its set changes during a run).
+/// (Postgres forks a backend per connection, so its set changes during a run), or `label=db:NAME`
+/// for the Postgres processes working for database NAME only: its backends and autovacuum
+/// workers carry the database's name in their process title, so a server shared with other
+/// databases' clients can still be measured for one database.
 #[derive(Debug, Clone)]
 pub enum Target {
     Pids(Vec<u32>),
     Comm(String),
+    Database(String),
 }
 
 pub fn parse_watch(spec: &str) -> anyhow::Result<(String, Target)> {
     let (label, what) = spec
         .split_once('=')
         .ok_or_else(|| anyhow::anyhow!("--watch wants label=PID[,PID] or label=comm:NAME"))?;
-    let target = match what.strip_prefix("comm:") {
-        Some(name) => Target::Comm(name.to_owned()),
-        None => Target::Pids(
+    let target = if let Some(name) = what.strip_prefix("comm:") {
+        Target::Comm(name.to_owned())
+    } else if let Some(name) = what.strip_prefix("db:") {
+        Target::Database(name.to_owned())
+    } else {
+        Target::Pids(
             what.split(',')
                 .filter(|s| !s.is_empty())
                 .map(str::parse)
                 .collect::<Result<_, _>>()?,
-        ),
+        )
     };
     Ok((label.to_owned(), target))
 }
@@ -134,16 +141,27 @@ fn sample_until(
 }
 
 fn resolve(target: &Target) -> Vec<u32> {
-    match target {
-        Target::Pids(pids) => pids.clone(),
-        Target::Comm(name) => std::fs::read_dir("/proc")
+    let all = || {
+        std::fs::read_dir("/proc")
             .into_iter()
             .flatten()
             .flatten()
             .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+    };
+    match target {
+        Target::Pids(pids) => pids.clone(),
+        Target::Comm(name) => all()
             .filter(|pid| {
                 std::fs::read_to_string(format!("/proc/{pid}/comm"))
                     .is_ok_and(|c| c.trim_end() == name)
+            })
+            .collect(),
+        Target::Database(name) => all()
+            .filter(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                    .is_ok_and(|c| c.trim_end() == "postgres")
+                    && std::fs::read(format!("/proc/{pid}/cmdline"))
+                        .is_ok_and(|c| serves_database(&String::from_utf8_lossy(&c), name))
             })
             .collect(),
     }
@@ -163,6 +181,14 @@ pub fn cpu_ns(target: &Target) -> u64 {
                 .ok()
         })
         .sum()
+}
+
+/// Whether a Postgres process title names `database` as a whole word
+/// (`postgres: 15/main: user db 127.0.0.1(5432) idle`, `postgres: autovacuum worker db`).
+fn serves_database(title: &str, database: &str) -> bool {
+    title
+        .split(|c: char| c.is_whitespace() || c == '\0')
+        .any(|word| word == database)
 }
 
 /// (utime + stime in ticks, VmRSS in KiB).
@@ -206,5 +232,21 @@ mod tests {
             matches!(parse_watch("pg=comm:postgres").unwrap().1, Target::Comm(n) if n == "postgres")
         );
         assert!(parse_watch("nolabel").is_err());
+        assert!(matches!(parse_watch("d=db:x").unwrap().1, Target::Database(n) if n == "x"));
+    }
+
+    #[test]
+    fn a_database_matches_its_own_backends_only() {
+        let backend = "postgres: 15/main: postgres ingest_growth_1000000 127.0.0.1(5432) idle";
+        assert!(serves_database(backend, "ingest_growth_1000000"));
+        assert!(!serves_database(backend, "ingest_growth_100000"));
+        assert!(!serves_database(
+            "postgres: 15/main: postgres ingest_growth_10000000 127.0.0.1(1) idle",
+            "ingest_growth_1000000"
+        ));
+        assert!(serves_database(
+            "postgres: 15/main: autovacuum worker ingest_growth_1000000",
+            "ingest_growth_1000000"
+        ));
     }
 }

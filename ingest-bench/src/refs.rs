@@ -27,7 +27,6 @@ pub async fn publish(
     js: &jetstream::Context,
     subject: &str,
     workload: &Workload,
-    run_id: &str,
     inflight: usize,
 ) -> anyhow::Result<Published> {
     // Headers are built before the clock, like the bodies: this measures the queue, not us.
@@ -36,7 +35,7 @@ pub async fn publish(
             let mut h = async_nats::HeaderMap::new();
             h.insert(
                 async_nats::header::NATS_MESSAGE_ID,
-                Workload::message_id(run_id, u).as_str(),
+                workload.ids[u].as_str(),
             );
             h.insert(REQUEST_ID_HEADER, "00000000-0000-4000-8000-000000000000");
             h.insert(RECEIVED_AT_HEADER, "1764355200000000");

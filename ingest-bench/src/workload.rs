@@ -21,7 +21,36 @@ pub struct Spec {
     pub run_id: String,
     /// Text lengths: the chat-like mix, or short texts only.
     pub text: TextMix,
+    /// Unix seconds of the first message's `ts`; each next unique message is a second later.
+    pub ts_base: i64,
+    /// How message ids are spelled.
+    pub ids: IdOrder,
 }
+
+/// `--ids`: where a run's ids fall in the `message_id` index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdOrder {
+    /// `<run_id>-<n>`: one run's ids are neighbours, so inserting them touches one end of the
+    /// index; rows of a run can be found by prefix (the e2e measurement does).
+    Sequential,
+    /// `<hash>-<run_id>-<n>`: spread over the whole index like real senders' ids, so a large
+    /// table's index pages are touched at random. No prefix lookup, so no e2e measurement.
+    Hashed,
+}
+
+impl std::str::FromStr for IdOrder {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "sequential" => Ok(Self::Sequential),
+            "hashed" => Ok(Self::Hashed),
+            _ => Err(format!("{s:?}: expected sequential or hashed")),
+        }
+    }
+}
+
+/// The first message's `ts` when `--ts-base` is not given (2025-01-15T10:00:00Z).
+pub const DEFAULT_TS_BASE: i64 = 1_736_935_200;
 
 /// `--text` / `BENCH_TEXT`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +79,8 @@ pub struct Workload {
     pub signatures: Vec<String>,
     /// The unique message each request sends; a repeated index is a re-send.
     pub order: Vec<u32>,
+    /// The message id of each unique message.
+    pub ids: Vec<String>,
 }
 
 impl Workload {
@@ -59,6 +90,17 @@ impl Workload {
 
     pub fn message_id(run_id: &str, unique: usize) -> String {
         format!("{run_id}-{unique:09}")
+    }
+
+    fn id_of(spec: &Spec, unique: usize) -> String {
+        match spec.ids {
+            IdOrder::Sequential => Self::message_id(&spec.run_id, unique),
+            IdOrder::Hashed => format!(
+                "{:016x}-{}",
+                splitmix64(spec.seed ^ unique as u64),
+                Self::message_id(&spec.run_id, unique)
+            ),
+        }
     }
 
     /// The unique index encoded in a message id of this run.
@@ -90,11 +132,12 @@ pub fn build(spec: &Spec, secret: &[u8]) -> Workload {
 
     let mut bodies = Vec::with_capacity(unique);
     let mut signatures = Vec::with_capacity(unique);
+    let mut ids = Vec::with_capacity(unique);
     for u in 0..unique {
-        let id = Workload::message_id(&spec.run_id, u);
+        let id = Workload::id_of(spec, u);
         let from = format!("+9198{:08}", senders.sample(&mut rng));
         let to = format!("+1415555{:04}", rng.random_range(0..50));
-        let secs = 1_736_935_200 + u as i64;
+        let secs = spec.ts_base + u as i64;
         let mut ts = chrono::DateTime::from_timestamp(secs, 0)
             .expect("in range")
             .format("%Y-%m-%dT%H:%M:%S")
@@ -114,6 +157,7 @@ pub fn build(spec: &Spec, secret: &[u8]) -> Workload {
         .expect("serialisable");
         signatures.push(ingest_shared::signature::sign(secret, &body));
         bodies.push(Bytes::from(body));
+        ids.push(id);
     }
 
     let mut order = Vec::with_capacity(spec.requests);
@@ -133,7 +177,16 @@ pub fn build(spec: &Spec, secret: &[u8]) -> Workload {
         bodies,
         signatures,
         order,
+        ids,
     }
+}
+
+/// A fixed, well-mixed 64-bit hash (splitmix64's finaliser).
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 /// Exactly `dups` positions out of `n` are re-sends, never the first (nothing to repeat yet).
@@ -247,7 +300,27 @@ mod tests {
             seed: 7,
             run_id: "t".into(),
             text: TextMix::Chat,
+            ts_base: DEFAULT_TS_BASE,
+            ids: IdOrder::Sequential,
         }
+    }
+
+    #[test]
+    fn hashed_ids_are_unique_and_not_in_send_order() {
+        let mut s = spec(1000, 0.0);
+        s.ids = IdOrder::Hashed;
+        s.ts_base = 1_800_000_000;
+        let w = build(&s, b"k");
+        let mut sorted = w.ids.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), 1000);
+        assert_ne!(sorted, w.ids, "hashed ids sort in send order");
+        let m = ingest_shared::message::parse(&w.bodies[3]).expect("valid body");
+        assert_eq!(m.message_id, w.ids[3]);
+        assert!(m.message_id.ends_with("-t-000000003"), "{}", m.message_id);
+        let first = ingest_shared::message::parse(&w.bodies[0]).expect("valid body");
+        assert_eq!(first.ts.timestamp(), 1_800_000_000);
     }
 
     #[test]
