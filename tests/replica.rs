@@ -289,7 +289,8 @@ async fn a_stopped_replica_sends_reads_to_the_primary_and_they_come_back() {
     assert_eq!(metric_value(&text, "read_replica_falling_back"), Some(0.0));
 }
 
-/// A replica further behind than `READ_CONSISTENCY_TIMEOUT_MS`: the read answers `stale` (from
+/// A replica further behind than `READ_CONSISTENCY_TIMEOUT_MS` (its replay delayed 6 s, the
+/// timeout 500 ms): the read answers `stale` (from
 /// the replica, without the row) rather than `fresh`; the lag shows in `/health/ready` and the
 /// gauges while it lasts and goes back to 0; once replayed, the read is `fresh` with the row.
 /// Promoted, it is seen as a primary.
@@ -297,7 +298,9 @@ async fn a_stopped_replica_sends_reads_to_the_primary_and_they_come_back() {
 async fn a_replica_behind_the_timeout_answers_stale_and_shows_its_lag() {
     let env = TestEnv::new().await;
     let dir = TempDir::new("replica-lag");
-    let pg = Replicated::start(&env, dir.path(), Duration::from_secs(3)).await;
+    // The delay leaves a loaded CI box seconds of margin between the post and the checks that
+    // the replica still lacks the row.
+    let pg = Replicated::start(&env, dir.path(), Duration::from_secs(6)).await;
     let gateway = pg.spawn(
         dir.path(),
         "ingest-gateway",
@@ -342,7 +345,7 @@ async fn a_replica_behind_the_timeout_answers_stale_and_shows_its_lag() {
             assert!(metric_value(&text, "read_replica_lag_seconds").unwrap() > 0.0);
         }
 
-        eventually(Duration::from_secs(10), "the replica replays", || async {
+        eventually(Duration::from_secs(20), "the replica replays", || async {
             let r = read(http, gateway.url("/messages"), None).await;
             (r.consistency.as_deref() == Some("fresh")).then_some(r)
         })
