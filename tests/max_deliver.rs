@@ -293,10 +293,10 @@ async fn a_message_that_kills_every_worker_becomes_a_dead_letter_through_the_adv
     // exactly-once key in message_ids) waits.
     let mut hold = env.db.begin().await.unwrap();
     sqlx::query("INSERT INTO message_ids (message_id, ts) VALUES ($1, '2025-01-15T10:00:00Z')")
-    .bind(POISON)
-    .execute(&mut *hold)
-    .await
-    .unwrap();
+        .bind(POISON)
+        .execute(&mut *hold)
+        .await
+        .unwrap();
     post(&env, &gateway, POISON).await;
     let seq = env.stream_messages().await;
     assert_eq!(seq, 1, "the poison is the stream's first message");

@@ -252,9 +252,21 @@ async fn drop_partition(
     let mut moves = Moves::new(Direction::Removed);
     for count in counts {
         match count {
-            PartitionCount { from_msisdn: Some(from), n, .. } => moves.sender(from, n),
-            PartitionCount { to_msisdn: Some(to), n, .. } => moves.recipient(to, n),
-            PartitionCount { hour: Some(hour), n, .. } => moves.hour(hour, n),
+            PartitionCount {
+                from_msisdn: Some(from),
+                n,
+                ..
+            } => moves.sender(from, n),
+            PartitionCount {
+                to_msisdn: Some(to),
+                n,
+                ..
+            } => moves.recipient(to, n),
+            PartitionCount {
+                hour: Some(hour),
+                n,
+                ..
+            } => moves.hour(hour, n),
             PartitionCount { .. } => {}
         }
     }
