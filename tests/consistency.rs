@@ -2,65 +2,14 @@
 //! from any gateway, sees that message; when it cannot be sure in time, or NATS is gone, it still
 //! answers 200 and says `Consistency: stale`.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use integration_tests::procs::{NatsServer, ServiceProcess, TempDir, free_port};
-use integration_tests::{SECRET, TestEnv, eventually, message_body, metric_value, scrape_metrics};
-use serde_json::{Value, json};
-
-/// A read and what it said of its consistency.
-struct Read {
-    status: u16,
-    consistency: Option<String>,
-    applied: Vec<String>,
-    body: Value,
-    took: Duration,
-}
-
-async fn read(http: &reqwest::Client, url: String, prefer: Option<&str>) -> Read {
-    let started = Instant::now();
-    let mut request = http.get(&url);
-    if let Some(prefer) = prefer {
-        request = request.header("prefer", prefer);
-    }
-    let response = request.send().await.expect("GET");
-    let took = started.elapsed();
-    let header = |name: &str| -> Vec<String> {
-        response
-            .headers()
-            .get_all(name)
-            .iter()
-            .map(|v| v.to_str().unwrap().to_owned())
-            .collect()
-    };
-    let consistency = header("consistency").into_iter().next();
-    let applied = header("preference-applied");
-    let status = response.status().as_u16();
-    let body = response.json().await.expect("JSON body");
-    Read {
-        status,
-        consistency,
-        applied,
-        body,
-        took,
-    }
-}
-
-fn sign(body: &str) -> String {
-    ingest_shared::signature::sign(SECRET.as_bytes(), body.as_bytes())
-}
-
-async fn post(http: &reqwest::Client, url: String, body: String) -> u16 {
-    http.post(url)
-        .header("content-type", "application/json")
-        .header("x-signature", sign(&body))
-        .body(body)
-        .send()
-        .await
-        .expect("POST /webhook")
-        .status()
-        .as_u16()
-}
+use integration_tests::{
+    TestEnv, eventually, message_body, metric_value, post_signed as post,
+    read_with_consistency as read, scrape_metrics,
+};
+use serde_json::json;
 
 /// The older API's clients, as its evaluator runs them: post three messages to one gateway, then
 /// read at once from another, two hundred times with two workers. Every answer is exact.

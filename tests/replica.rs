@@ -6,55 +6,15 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use integration_tests::procs::{Postgres, ServiceProcess, TempDir, free_port};
-use integration_tests::{SECRET, TestEnv, eventually, message_body, metric_value};
+use integration_tests::{
+    TestEnv, eventually, message_body, metric_value, post_signed as post,
+    read_with_consistency as read,
+};
 use serde_json::{Value, json};
 use sqlx::{Connection, PgConnection};
-
-/// A read and what it said of its consistency.
-struct Read {
-    status: u16,
-    consistency: Option<String>,
-    body: Value,
-    took: Duration,
-}
-
-async fn read(http: &reqwest::Client, url: String, prefer: Option<&str>) -> Read {
-    let started = Instant::now();
-    let mut request = http.get(&url);
-    if let Some(prefer) = prefer {
-        request = request.header("prefer", prefer);
-    }
-    let response = request.send().await.expect("GET");
-    let took = started.elapsed();
-    let consistency = response
-        .headers()
-        .get("consistency")
-        .map(|v| v.to_str().unwrap().to_owned());
-    let status = response.status().as_u16();
-    let body = response.json().await.expect("JSON body");
-    Read {
-        status,
-        consistency,
-        body,
-        took,
-    }
-}
-
-async fn post(http: &reqwest::Client, url: String, body: String) -> u16 {
-    let signature = ingest_shared::signature::sign(SECRET.as_bytes(), body.as_bytes());
-    http.post(url)
-        .header("content-type", "application/json")
-        .header("x-signature", signature)
-        .body(body)
-        .send()
-        .await
-        .expect("POST /webhook")
-        .status()
-        .as_u16()
-}
 
 fn ids(page: &Value) -> Vec<&str> {
     page["data"]
@@ -313,6 +273,14 @@ async fn a_replica_behind_the_timeout_answers_stale_and_shows_its_lag() {
     }
     let http = &env.http;
     let primary_url = pg.primary.url();
+    // The worker's start-up creates partitions (ACCESS EXCLUSIVE on the default partition); a
+    // replica holds that lock from its replay until the commit's, which the delay postpones, so
+    // reads wait for it. The rounds start once the replica has replayed the start-up.
+    eventually(Duration::from_secs(30), "start-up replayed", || async {
+        let (_, ready) = ready_body(http, &gateway).await;
+        (ready["read_replica"]["lag_bytes"] == 0).then_some(())
+    })
+    .await;
 
     for (round, id) in ["m1", "m2"].into_iter().enumerate() {
         assert_eq!(

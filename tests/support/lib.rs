@@ -352,3 +352,62 @@ pub fn message_body(id: &str) -> String {
     })
     .to_string()
 }
+
+/// A read and what it said of its consistency (docs/read-your-writes.md).
+pub struct Read {
+    pub status: u16,
+    /// The `Consistency` header.
+    pub consistency: Option<String>,
+    /// Every `Preference-Applied` header.
+    pub applied: Vec<String>,
+    pub body: serde_json::Value,
+    pub took: Duration,
+}
+
+/// GETs `url` (with `Prefer: prefer` when given) and keeps what it said of its consistency.
+pub async fn read_with_consistency(
+    http: &reqwest::Client,
+    url: String,
+    prefer: Option<&str>,
+) -> Read {
+    let started = std::time::Instant::now();
+    let mut request = http.get(&url);
+    if let Some(prefer) = prefer {
+        request = request.header("prefer", prefer);
+    }
+    let response = request.send().await.expect("GET");
+    let took = started.elapsed();
+    let header = |name: &str| -> Vec<String> {
+        response
+            .headers()
+            .get_all(name)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect()
+    };
+    let consistency = header("consistency").into_iter().next();
+    let applied = header("preference-applied");
+    let status = response.status().as_u16();
+    let body = response.json().await.expect("JSON body");
+    Read {
+        status,
+        consistency,
+        applied,
+        body,
+        took,
+    }
+}
+
+/// POSTs `body` to `url` signed with [`SECRET`], as a sender does; the status.
+pub async fn post_signed(http: &reqwest::Client, url: String, body: String) -> u16 {
+    let signature = ingest_shared::signature::sign(SECRET.as_bytes(), body.as_bytes());
+    http.post(url)
+        .header("content-type", "application/json")
+        .header("x-signature", signature)
+        .body(body)
+        .send()
+        .await
+        .expect("POST /webhook")
+        .status()
+        .as_u16()
+}
