@@ -223,11 +223,27 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION drop_message_partition(partition_name text) RETURNS void
+-- Returns false, and drops nothing, when a row arrived in the partition since it was emptied (a
+-- late message dated inside the expired range, written between the two transactions): the next
+-- pass counts and empties it again. NULL when the table is gone already (another worker's pass
+-- dropped it). The ACCESS EXCLUSIVE lock on messages (and so on each
+-- partition) is taken before the look, so no row can arrive between the look and the drop.
+CREATE FUNCTION drop_message_partition(partition_name text) RETURNS boolean
 LANGUAGE plpgsql AS $$
+DECLARE
+    refilled boolean;
 BEGIN
+    LOCK TABLE messages IN ACCESS EXCLUSIVE MODE;
+    IF to_regclass(partition_name) IS NULL THEN
+        RETURN NULL;
+    END IF;
     PERFORM check_message_partition(partition_name);
+    EXECUTE format('SELECT EXISTS (SELECT 1 FROM %I)', partition_name) INTO refilled;
+    IF refilled THEN
+        RETURN false;
+    END IF;
     EXECUTE format('DROP TABLE %I', partition_name);
+    RETURN true;
 END
 $$;
 

@@ -600,3 +600,45 @@ async fn the_live_migration_of_a_million_rows_keeps_every_row_id_and_stat() {
     .await
     .unwrap();
 }
+
+/// The drop that ends a partition's retirement drops only an empty partition of messages: a row
+/// that arrived after retention emptied it (a late message dated inside the expired range) keeps
+/// the partition, for the next pass to count and empty; one already gone is NULL; anything but a
+/// partition of messages is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_retirement_drops_a_partition_only_when_it_is_empty() {
+    let env = TestEnv::new().await;
+    for statement in [
+        "CREATE TABLE messages_p20200101 (LIKE messages INCLUDING DEFAULTS)",
+        "ALTER TABLE messages ATTACH PARTITION messages_p20200101 \
+         FOR VALUES FROM ('2020-01-01') TO ('2020-02-01')",
+        "INSERT INTO messages (message_id, from_msisdn, to_msisdn, ts, ts_raw) \
+         VALUES ('late', '+15550001', '+15550002', '2020-01-05T00:00:00Z', '2020-01-05T00:00:00Z')",
+    ] {
+        sqlx::query(statement).execute(&env.db).await.unwrap();
+    }
+    let drop = || async {
+        sqlx::query_scalar::<_, Option<bool>>("SELECT drop_message_partition('messages_p20200101')")
+            .fetch_one(&env.db)
+            .await
+    };
+    let exists = || async {
+        sqlx::query_scalar::<_, bool>("SELECT to_regclass('messages_p20200101') IS NOT NULL")
+            .fetch_one(&env.db)
+            .await
+            .unwrap()
+    };
+    assert_eq!(drop().await.unwrap(), Some(false), "a late row keeps it");
+    assert!(exists().await);
+    sqlx::query("DELETE FROM messages WHERE message_id = 'late'")
+        .execute(&env.db)
+        .await
+        .unwrap();
+    assert_eq!(drop().await.unwrap(), Some(true), "empty: dropped");
+    assert!(!exists().await);
+    assert_eq!(drop().await.unwrap(), None, "gone already");
+    let refused = sqlx::query("SELECT drop_message_partition('message_ids')")
+        .execute(&env.db)
+        .await;
+    assert!(refused.is_err(), "not a partition of messages");
+}

@@ -283,15 +283,22 @@ async fn drop_partition(
     let mut tx = db.begin().await?;
     sqlx::query(DROP_LOCK_TIMEOUT).execute(&mut *tx).await?;
     let drop_from = Instant::now();
-    let dropped = sqlx::query(DROP_PARTITION)
+    let dropped: Result<Option<bool>, _> = sqlx::query_scalar(DROP_PARTITION)
         .bind(&partition.name)
-        .execute(&mut *tx)
+        .fetch_one(&mut *tx)
         .await;
     readers_ms += drop_from.elapsed().as_secs_f64() * 1000.0;
     match dropped {
-        Ok(_) => {
+        Ok(Some(true)) => {
             tx.commit().await?;
             metrics::counter!(PARTITIONS_DROPPED).increment(1);
+        }
+        Ok(None) => {}
+        Ok(Some(false)) => {
+            tracing::info!(
+                partition = partition.name,
+                "a late row arrived in the emptied partition; the next pass retires it"
+            );
         }
         // Lock timeout: the partition is empty and stays listed as expired.
         Err(sqlx::Error::Database(error)) if error.code().as_deref() == Some("55P03") => {

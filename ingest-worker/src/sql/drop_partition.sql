@@ -3,7 +3,11 @@
 --
 --   $1 text  the partition's name
 --
+-- Returns `dropped`: false when a late row arrived in the partition since it was emptied
+-- (drop_message_partition, migration 20261204000009, looks under the lock), which the next pass
+-- counts and empties again; NULL when another worker's pass dropped it first.
+--
 -- DROP TABLE of a partition takes ACCESS EXCLUSIVE on `messages`: it waits for the reads and
 -- batches under way, and every later one queues behind it. lock_timeout bounds that queue; a
 -- drop that times out leaves the empty partition for the next pass.
-SELECT drop_message_partition($1)
+SELECT drop_message_partition($1) AS dropped
