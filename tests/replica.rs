@@ -88,13 +88,7 @@ async fn ready_body(http: &reqwest::Client, gateway: &ServiceProcess) -> (u16, V
 }
 
 async fn metrics(http: &reqwest::Client, gateway: &ServiceProcess) -> String {
-    http.get(gateway.url("/metrics"))
-        .send()
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("metrics text")
+    integration_tests::scrape_metrics_at(http, gateway.url("/metrics")).await
 }
 
 /// The flow through a replica that replays every commit 200 ms late: post to gateway A,
@@ -265,7 +259,12 @@ async fn a_replica_behind_the_timeout_answers_stale_and_shows_its_lag() {
         dir.path(),
         "ingest-gateway",
         "gateway",
-        &[("READ_CONSISTENCY_TIMEOUT_MS", "500")],
+        // A read that meets a replayed start-up lock (below) waits it out rather than failing
+        // on the statement timeout.
+        &[
+            ("READ_CONSISTENCY_TIMEOUT_MS", "500"),
+            ("READ_STATEMENT_TIMEOUT_MS", "30000"),
+        ],
     );
     let worker = pg.spawn(dir.path(), "ingest-worker", "worker", &[]);
     for service in [&gateway, &worker] {

@@ -94,7 +94,12 @@ impl Running {
 
 /// The Prometheus text an app serves at `/metrics`.
 pub async fn scrape_metrics(http: &reqwest::Client, app: &Running) -> String {
-    http.get(app.url("/metrics"))
+    scrape_metrics_at(http, app.url("/metrics")).await
+}
+
+/// The Prometheus text served at `url` (a binary started as a process: `gateway.url("/metrics")`).
+pub async fn scrape_metrics_at(http: &reqwest::Client, url: String) -> String {
+    http.get(url)
         .send()
         .await
         .expect("GET /metrics")
