@@ -8,6 +8,8 @@ use std::borrow::Cow;
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::raw;
+
 pub const MAX_MESSAGE_ID_CHARS: usize = 256;
 pub const MAX_MSISDN_DIGITS: usize = 20;
 pub const MAX_TEXT_CHARS: usize = 4096;
@@ -107,9 +109,21 @@ const FIELDS: [&str; 4] = ["message_id", "from", "to", "ts"];
 
 /// Parses and validates a raw webhook body.
 pub fn parse(body: &[u8]) -> Result<Message, ValidationErrors> {
-    match serde_json::from_slice::<Wire<'_>>(body) {
-        Ok(wire) => validate(wire),
-        Err(err) => Err(ValidationErrors(explain_parse_error(body, &err))),
+    let wire = serde_json::from_slice::<Wire<'_>>(body)
+        .map_err(|err| ValidationErrors(explain_parse_error(body, &err)))?;
+    let unstorable = raw::unstorable(body);
+    match (validate(wire), unstorable) {
+        (Ok(message), None) => Ok(message),
+        (result, reason) => {
+            let mut errors = result.err().map(|e| e.0).unwrap_or_default();
+            if let Some(reason) = reason {
+                errors.push(FieldError::body(
+                    "value_error",
+                    format!("Value error, the body is stored whole as JSON, so {reason}"),
+                ));
+            }
+            Err(ValidationErrors(errors))
+        }
     }
 }
 
@@ -492,6 +506,20 @@ mod tests {
         assert_eq!(kinds(dup)[0].1, "value_error");
         let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
         assert_eq!(kinds(&deep)[0].1, "json_invalid");
+    }
+
+    #[test]
+    fn a_body_that_cannot_be_kept_whole_is_refused() {
+        let nul = r#"{"message_id":"m","from":"+1","to":"+2","ts":"2025-01-15T10:00:00Z","x":"\u0000"}"#;
+        assert_eq!(kinds(nul), [("body".to_owned(), "value_error".to_owned())]);
+        let deep = format!(
+            r#"{{"message_id":"m","from":"+1","to":"+2","ts":"2025-01-15T10:00:00Z","x":{}{}}}"#,
+            "[".repeat(5000),
+            "]".repeat(5000)
+        );
+        assert_eq!(kinds(&deep)[0].1, "value_error");
+        let extra = r#"{"message_id":"m","from":"+1","to":"+2","ts":"2025-01-15T10:00:00Z","x":{"y":[1,"z"]}}"#;
+        assert!(parse(extra.as_bytes()).is_ok());
     }
 
     #[test]
