@@ -203,7 +203,8 @@ async fn a_corpus_of_hostile_requests_gets_json_4xx_and_stores_nothing() {
     deep.push(b'}');
     // The body is stored whole as jsonb, so what jsonb cannot hold is refused even in a field the
     // service does not know.
-    let extra = |json: &str| format!("{},\"extra\":{json}}}", valid.trim_end_matches('}')).into_bytes();
+    let extra =
+        |json: &str| format!("{},\"extra\":{json}}}", valid.trim_end_matches('}')).into_bytes();
     let mut raw_nul = valid.clone().into_bytes();
     let at = raw_nul.windows(5).position(|w| w == b"Hello").unwrap();
     raw_nul[at + 2] = 0;

@@ -80,7 +80,12 @@ async fn every_whatsapp_type_is_stored_with_its_type_text_and_payload() {
     let all = fixtures_with_expectations();
     for (name, body, _) in &all {
         let response = post_whatsapp(&env, &gateway, body).await;
-        assert_eq!(response.status(), 200, "{name}: {:?}", response.text().await);
+        assert_eq!(
+            response.status(),
+            200,
+            "{name}: {:?}",
+            response.text().await
+        );
     }
     env.wait_for_rows(all.len() as i64).await;
 
@@ -89,17 +94,31 @@ async fn every_whatsapp_type_is_stored_with_its_type_text_and_payload() {
         let value = &fixture["entry"][0]["changes"][0]["value"];
         let message = &value["messages"][0];
         let row = stored(&env, message["id"].as_str().unwrap()).await;
-        assert_eq!(row.msg_type.as_deref(), want["msg_type"].as_str(), "{name}: msg_type");
+        assert_eq!(
+            row.msg_type.as_deref(),
+            want["msg_type"].as_str(),
+            "{name}: msg_type"
+        );
         assert_eq!(row.text.as_deref(), want["text"].as_str(), "{name}: text");
-        assert_eq!(row.from_msisdn, format!("+{}", message["from"].as_str().unwrap()), "{name}");
+        assert_eq!(
+            row.from_msisdn,
+            format!("+{}", message["from"].as_str().unwrap()),
+            "{name}"
+        );
         assert_eq!(row.to_msisdn, "+15557014420", "{name}");
         let raw = row.raw.unwrap_or_else(|| panic!("{name}: raw is NULL"));
         let kept = &raw["whatsapp"];
         // The whole message object, and so its media id, caption, coordinates, reply id, order
         // items, errors: whatever the type carries.
         assert_eq!(&kept["message"], message, "{name}: raw message");
-        assert_eq!(&kept["metadata"], &value["metadata"], "{name}: raw metadata");
-        assert_eq!(&kept["contacts"], &value["contacts"], "{name}: raw contacts");
+        assert_eq!(
+            &kept["metadata"], &value["metadata"],
+            "{name}: raw metadata"
+        );
+        assert_eq!(
+            &kept["contacts"], &value["contacts"],
+            "{name}: raw contacts"
+        );
         // The canonical fields travel with it, as on /webhook.
         assert_eq!(raw["message_id"], message["id"], "{name}");
         assert_eq!(raw["type"], want["msg_type"], "{name}");
@@ -108,12 +127,30 @@ async fn every_whatsapp_type_is_stored_with_its_type_text_and_payload() {
     // A few type-specific fields read straight from the stored jsonb, as an analyst would.
     let pick = |sql: &'static str| sqlx::query_scalar::<_, Option<String>>(sql).fetch_one(&env.db);
     let checks = [
-        ("SELECT raw #>> '{whatsapp,message,image,id}' FROM messages WHERE msg_type = 'image'", "1583309921764412"),
-        ("SELECT raw #>> '{whatsapp,message,location,latitude}' FROM messages WHERE msg_type = 'location'", "51.5194"),
-        ("SELECT raw #>> '{whatsapp,message,interactive,list_reply,id}' FROM messages WHERE text = 'Tuesday morning'", "slot-tue-am"),
-        ("SELECT raw #>> '{whatsapp,message,errors,0,code}' FROM messages WHERE msg_type = 'unsupported'", "131051"),
-        ("SELECT raw #>> '{whatsapp,message,referral,headline}' FROM messages WHERE message_id = 'wamid.fixture-text_referral'", "Kettles for less"),
-        ("SELECT raw #>> '{whatsapp,contacts,0,profile,name}' FROM messages WHERE msg_type = 'hologram'", "Priya Raman"),
+        (
+            "SELECT raw #>> '{whatsapp,message,image,id}' FROM messages WHERE msg_type = 'image'",
+            "1583309921764412",
+        ),
+        (
+            "SELECT raw #>> '{whatsapp,message,location,latitude}' FROM messages WHERE msg_type = 'location'",
+            "51.5194",
+        ),
+        (
+            "SELECT raw #>> '{whatsapp,message,interactive,list_reply,id}' FROM messages WHERE text = 'Tuesday morning'",
+            "slot-tue-am",
+        ),
+        (
+            "SELECT raw #>> '{whatsapp,message,errors,0,code}' FROM messages WHERE msg_type = 'unsupported'",
+            "131051",
+        ),
+        (
+            "SELECT raw #>> '{whatsapp,message,referral,headline}' FROM messages WHERE message_id = 'wamid.fixture-text_referral'",
+            "Kettles for less",
+        ),
+        (
+            "SELECT raw #>> '{whatsapp,contacts,0,profile,name}' FROM messages WHERE msg_type = 'hologram'",
+            "Priya Raman",
+        ),
     ];
     for (sql, want) in checks {
         assert_eq!(pick(sql).await.unwrap().as_deref(), Some(want), "{sql}");
@@ -146,11 +183,18 @@ async fn a_webhook_body_is_kept_whole_and_one_jsonb_cannot_hold_is_refused() {
     assert_eq!(response.status(), 422);
     let detail: Value = response.json().await.unwrap();
     assert_eq!(detail["detail"][0]["loc"], json!(["body"]), "{detail}");
-    assert!(detail["detail"][0]["msg"].as_str().unwrap().contains("NUL"), "{detail}");
+    assert!(
+        detail["detail"][0]["msg"].as_str().unwrap().contains("NUL"),
+        "{detail}"
+    );
 
     env.wait_for_rows(1).await;
     let row = stored(&env, "extra-1").await;
-    assert_eq!(row.raw.as_ref(), Some(&body), "the body, extra fields and all");
+    assert_eq!(
+        row.raw.as_ref(),
+        Some(&body),
+        "the body, extra fields and all"
+    );
     assert_eq!(row.msg_type, None);
     assert_eq!(row.text.as_deref(), Some("Order shipped"));
     assert_eq!(env.message_ids().await, ["extra-1"]);
@@ -169,7 +213,10 @@ async fn with_raw_payload_drop_the_rows_are_the_same_without_raw() {
         "message_id": "dropped-1", "from": "+919876543210", "to": "+14155550100",
         "ts": "2025-01-15T10:00:00Z", "text": "Hello", "extra": {"kept": false}
     });
-    assert_eq!(env.post_signed(&gateway, &body.to_string()).await.status(), 200);
+    assert_eq!(
+        env.post_signed(&gateway, &body.to_string()).await.status(),
+        200
+    );
     env.wait_for_rows(2).await;
 
     assert_eq!(

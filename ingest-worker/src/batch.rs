@@ -4,8 +4,8 @@ use std::collections::HashSet;
 use std::fmt::Display;
 
 use async_nats::HeaderMap;
-use bytes::Bytes;
 use async_nats::jetstream::{self, AckKind};
+use bytes::Bytes;
 use ingest_shared::message::{self, Message};
 use ingest_shared::telemetry::{self, TRACEPARENT_HEADER};
 use ingest_shared::{RECEIVED_AT_HEADER, REQUEST_ID_HEADER};

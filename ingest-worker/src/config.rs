@@ -98,10 +98,12 @@ pub enum RawPayload {
 
 impl RawPayload {
     pub fn from_env(env: &dyn Env) -> Result<Self, ConfigError> {
-        Ok(match one_of(env, "RAW_PAYLOAD", "keep", &["keep", "drop"])? {
-            "drop" => Self::Drop,
-            _ => Self::Keep,
-        })
+        Ok(
+            match one_of(env, "RAW_PAYLOAD", "keep", &["keep", "drop"])? {
+                "drop" => Self::Drop,
+                _ => Self::Keep,
+            },
+        )
     }
 }
 

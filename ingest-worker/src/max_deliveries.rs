@@ -345,7 +345,8 @@ impl Mover {
                     RawPayload::Keep,
                     &[],
                     std::slice::from_ref(letter),
-                ).await?;
+                )
+                .await?;
             }
             Ok::<_, sqlx::Error>(!moved)
         }

@@ -510,7 +510,8 @@ mod tests {
 
     #[test]
     fn a_body_that_cannot_be_kept_whole_is_refused() {
-        let nul = r#"{"message_id":"m","from":"+1","to":"+2","ts":"2025-01-15T10:00:00Z","x":"\u0000"}"#;
+        let nul =
+            r#"{"message_id":"m","from":"+1","to":"+2","ts":"2025-01-15T10:00:00Z","x":"\u0000"}"#;
         assert_eq!(kinds(nul), [("body".to_owned(), "value_error".to_owned())]);
         let deep = format!(
             r#"{{"message_id":"m","from":"+1","to":"+2","ts":"2025-01-15T10:00:00Z","x":{}{}}}"#,

@@ -40,14 +40,27 @@ fn every_fixture_maps_to_its_type_and_text() {
         assert_eq!(envelope.messages.len(), 1, "{name}");
         let body = &envelope.messages[0].body;
         let m = parse(body).unwrap();
-        assert_eq!(m.kind.as_deref(), want["msg_type"].as_str(), "{name}: msg_type");
+        assert_eq!(
+            m.kind.as_deref(),
+            want["msg_type"].as_str(),
+            "{name}: msg_type"
+        );
         assert_eq!(m.text.as_deref(), want["text"].as_str(), "{name}: text");
         // The raw payload holds Meta's message, metadata and contacts unchanged.
         let published: Value = serde_json::from_slice(body).unwrap();
         let value = &fixture["entry"][0]["changes"][0]["value"];
-        assert_eq!(published["whatsapp"]["message"], value["messages"][0], "{name}");
-        assert_eq!(published["whatsapp"]["metadata"], value["metadata"], "{name}");
-        assert_eq!(published["whatsapp"]["contacts"], value["contacts"], "{name}");
+        assert_eq!(
+            published["whatsapp"]["message"], value["messages"][0],
+            "{name}"
+        );
+        assert_eq!(
+            published["whatsapp"]["metadata"], value["metadata"],
+            "{name}"
+        );
+        assert_eq!(
+            published["whatsapp"]["contacts"], value["contacts"],
+            "{name}"
+        );
     }
 }
 
@@ -98,9 +111,15 @@ fn optional_parts_never_refuse_a_message() {
     assert_eq!(texts[5].as_deref(), Some("flow"));
     // The raw payload keeps the whole caption, its NUL stored as U+FFFD (jsonb has no NUL).
     let second: Value = serde_json::from_slice(&envelope.messages[1].body).unwrap();
-    assert_eq!(second["whatsapp"]["message"]["document"]["caption"], "a\u{FFFD}b");
+    assert_eq!(
+        second["whatsapp"]["message"]["document"]["caption"],
+        "a\u{FFFD}b"
+    );
     let first: Value = serde_json::from_slice(&envelope.messages[0].body).unwrap();
-    assert_eq!(first["whatsapp"]["message"]["image"]["caption"], long.as_str());
+    assert_eq!(
+        first["whatsapp"]["message"]["image"]["caption"],
+        long.as_str()
+    );
 }
 
 #[test]

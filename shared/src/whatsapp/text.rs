@@ -34,7 +34,11 @@ pub fn derive(kind: &str, message: &Value) -> Option<String> {
         "reaction" => part(&["reaction", "emoji"])?.into(),
         "location" => {
             let named = [part(&["location", "name"]), part(&["location", "address"])];
-            let named: Vec<&str> = named.into_iter().flatten().filter(|s| !s.is_empty()).collect();
+            let named: Vec<&str> = named
+                .into_iter()
+                .flatten()
+                .filter(|s| !s.is_empty())
+                .collect();
             if named.is_empty() {
                 return None;
             }
