@@ -122,4 +122,32 @@ mod tests {
         assert!(unstorable(deep.as_bytes()).is_some());
         assert!(unstorable(b"{\"x\":\"\xff\"}").is_some());
     }
+
+    /// Where and of what kind each error `parse` reports for `body` is.
+    fn kinds(body: &str) -> Vec<(String, String)> {
+        crate::message::parse(body.as_bytes())
+            .unwrap_err()
+            .0
+            .into_iter()
+            .map(|e| {
+                let at = serde_json::to_value(e.loc.last()).unwrap();
+                (at.as_str().unwrap_or_default().to_owned(), e.kind)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_body_that_cannot_be_kept_whole_is_refused() {
+        let nul =
+            r#"{"message_id":"m","from":"+1","to":"+2","ts":"2025-01-15T10:00:00Z","x":"\u0000"}"#;
+        assert_eq!(kinds(nul), [("body".to_owned(), "value_error".to_owned())]);
+        let deep = format!(
+            r#"{{"message_id":"m","from":"+1","to":"+2","ts":"2025-01-15T10:00:00Z","x":{}{}}}"#,
+            "[".repeat(5000),
+            "]".repeat(5000)
+        );
+        assert_eq!(kinds(&deep)[0].1, "value_error");
+        let extra = r#"{"message_id":"m","from":"+1","to":"+2","ts":"2025-01-15T10:00:00Z","x":{"y":[1,"z"]}}"#;
+        assert!(crate::message::parse(extra.as_bytes()).is_ok());
+    }
 }
