@@ -4,8 +4,9 @@
 -- NULL when the worker runs with RAW_PAYLOAD=drop, and for rows stored before this migration.
 --
 -- The column keeps the default compression: Postgres compresses a value only once its row passes
--- the TOAST threshold (about 2 kB), and a chat message's body, even a WhatsApp one with its
--- metadata and contacts, stays well below it, so lz4 would change nothing for them.
+-- the TOAST threshold (TOAST_TUPLE_THRESHOLD), and a chat message's body, even a WhatsApp one
+-- with its metadata and contacts, stays well below it, so lz4 would change nothing for them
+-- (BENCHMARKS.md, "Raw payload cost").
 --
 -- Adding a nullable column without a default changes only the catalog: no partition is
 -- rewritten, and partitions created later (ensure_message_partitions copies `messages` with
