@@ -1,7 +1,12 @@
 -- Every message keeps the payload it came from, so nothing a sender sent is lost to the fixed
 -- columns: for /webhook the body as posted, for WhatsApp the canonical fields plus the original
--- message object with the `metadata` and `contacts` it came with (shared/src/whatsapp.rs).
+-- message object with the `metadata` and `contacts` it came with (shared/src/whatsapp/).
 -- NULL when the worker runs with RAW_PAYLOAD=drop, and for rows stored before this migration.
+--
+-- The column keeps the default compression: Postgres compresses a value only once its row passes
+-- the TOAST threshold (TOAST_TUPLE_THRESHOLD), and a chat message's body, even a WhatsApp one
+-- with its metadata and contacts, stays well below it, so lz4 would change nothing for them
+-- (BENCHMARKS.md, "Raw payload cost").
 --
 -- Adding a nullable column without a default changes only the catalog: no partition is
 -- rewritten, and partitions created later (ensure_message_partitions copies `messages` with

@@ -14,7 +14,9 @@
 # "refs upkeep closed alone open drain"), BENCH_OPEN_SECS / BENCH_OPEN_RATES (the open-loop cases, default 60 s
 # at "5000 10000"; a long run at a sustainable rate is the RSS soak), BENCH_NICE (the CPU
 # priority of the gateway and the generator, default -10; see below), BENCH_TEXT (the generator's
-# text lengths: "chat", the default, or "short"), and the gateway's and the worker's own variables
+# text lengths: "chat", the default, or "short"), BENCH_DB / BENCH_STREAM (the database and stream
+# the run creates afresh, default ingest_bench / BENCH, so two runs on one box need not share
+# them), and the gateway's and the worker's own variables
 # (docs/configuration.md), SEARCH_INDEX among them: the run waits until the database's index
 # matches it before measuring anything.
 set -euo pipefail
@@ -39,11 +41,16 @@ RESULTS=$OUT/results.jsonl
 RUN=r$(date +%s)
 
 ADMIN_URL=$DATABASE_URL
-BENCH_DB=ingest_bench
+BENCH_DB=${BENCH_DB:-ingest_bench}
 BENCH_URL=$(url_with_database "$ADMIN_URL" "$BENCH_DB")
 export DATABASE_URL=$BENCH_URL
 export WEBHOOK_SECRET=${BENCH_SECRET:-bench-secret}
-export NATS_STREAM=BENCH NATS_SUBJECT=bench.messages NATS_CONSUMER=bench-worker
+if [[ -n ${BENCH_STREAM:-} ]]; then
+  export NATS_STREAM=$BENCH_STREAM NATS_SUBJECT=bench.$BENCH_STREAM.messages
+else
+  export NATS_STREAM=BENCH NATS_SUBJECT=bench.messages
+fi
+export NATS_CONSUMER=bench-worker
 export LOG_LEVEL=${LOG_LEVEL:-info}
 
 log() { printf '[bench %s] %s\n' "$(date +%T)" "$*" >&2; }

@@ -201,6 +201,10 @@ async fn a_corpus_of_hostile_requests_gets_json_4xx_and_stores_nothing() {
     deep.extend(std::iter::repeat_n(b'[', 100_000));
     deep.extend(std::iter::repeat_n(b']', 100_000));
     deep.push(b'}');
+    // The body is stored whole as jsonb, so what jsonb cannot hold is refused even in a field the
+    // service does not know.
+    let extra =
+        |json: &str| format!("{},\"extra\":{json}}}", valid.trim_end_matches('}')).into_bytes();
     let mut raw_nul = valid.clone().into_bytes();
     let at = raw_nul.windows(5).position(|w| w == b"Hello").unwrap();
     raw_nul[at + 2] = 0;
@@ -211,6 +215,13 @@ async fn a_corpus_of_hostile_requests_gets_json_4xx_and_stores_nothing() {
         ("escaped NUL in text", with("text", r#""a\u0000b""#), 422),
         ("escaped NUL in message_id", with("message_id", r#""a\u0000""#), 422),
         ("raw NUL inside a string", raw_nul, 422),
+        ("escaped NUL in an extra field", extra(r#""a\u0000b""#), 422),
+        ("lone surrogate in an extra field", extra(r#""\ud800""#), 422),
+        (
+            "deeply nested extra field",
+            extra(&format!("{}{}", "[".repeat(50_000), "]".repeat(50_000))),
+            422,
+        ),
         ("deeply nested JSON", deep, 422),
         (
             "duplicate keys",

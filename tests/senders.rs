@@ -333,7 +333,12 @@ async fn whatsapp_cloud_api_handshake_and_notifications() {
                 Some("Does it come in another color?"),
                 "text"
             ),
-            row("wamid.IMAGE", "2025-06-08T20:59:44Z", None, "image"),
+            row(
+                "wamid.IMAGE",
+                "2025-06-08T20:59:44Z",
+                Some("this one"),
+                "image"
+            ),
             row("wamid.M1", "2025-06-08T20:59:45Z", Some("one"), "text"),
             row("wamid.M2", "2025-06-08T20:59:46Z", Some("two"), "text"),
             row("wamid.M3", "2025-06-08T20:59:47Z", Some("three"), "text"),

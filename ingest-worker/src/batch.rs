@@ -5,6 +5,7 @@ use std::fmt::Display;
 
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, AckKind};
+use bytes::Bytes;
 use ingest_shared::message::{self, Message};
 use ingest_shared::telemetry::{self, TRACEPARENT_HEADER};
 use ingest_shared::{RECEIVED_AT_HEADER, REQUEST_ID_HEADER};
@@ -16,6 +17,8 @@ use crate::metrics::{MESSAGES_CONSUMED, REDELIVERIES};
 /// A message to insert.
 pub struct Row {
     pub message: Message,
+    /// The body as published, which `messages.raw` keeps.
+    pub payload: Bytes,
     pub stream_seq: i64,
     /// Which of the batch's messages it came from.
     index: usize,
@@ -125,6 +128,7 @@ impl Batch {
                     if seen.insert(message.message_id.clone()) {
                         batch.rows.push(Row {
                             message,
+                            payload: batch.messages[index].payload.clone(),
                             stream_seq: trace.seq,
                             index,
                         });

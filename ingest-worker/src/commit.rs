@@ -86,7 +86,7 @@ async fn store_with_retry(
     let mut backoff = Backoff::new();
     let mut last_progress = Instant::now();
     loop {
-        let error = match store::store(db, batch).await {
+        let error = match store::store(db, config.raw_payload, batch).await {
             Ok(inserted) => return Some(inserted),
             Err(error) => error,
         };

@@ -2,7 +2,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use ingest_shared::config::{
-    ConfigError, DEFAULT_DATABASE_URL, Env, SecretUrl, millis_or, parse_in_range,
+    ConfigError, DEFAULT_DATABASE_URL, Env, SecretUrl, millis_or, one_of, parse_in_range,
     parse_opt_in_range, parse_or, secs_or, string_or,
 };
 use ingest_shared::nats::{ConsumerSettings, StreamSettings};
@@ -35,6 +35,8 @@ pub struct Config {
     pub dead_letter_retention: Option<RetentionSettings>,
     /// The partitions of `messages` the worker keeps ahead of time.
     pub partitions: PartitionSettings,
+    /// Whether each row keeps the body it came from in `messages.raw` (`RAW_PAYLOAD`).
+    pub raw_payload: RawPayload,
     pub log_level: String,
     /// Fault injection for tests; always off in the binary.
     #[doc(hidden)]
@@ -76,9 +78,32 @@ impl Config {
             retention: retention_from_env(env, "RETENTION_DAYS")?,
             dead_letter_retention: retention_from_env(env, "DEAD_LETTER_RETENTION_DAYS")?,
             partitions: PartitionSettings::from_env(env)?,
+            raw_payload: RawPayload::from_env(env)?,
             log_level: string_or(env, "LOG_LEVEL", "info"),
             faults: Faults::default(),
         })
+    }
+}
+
+/// What `RAW_PAYLOAD` asks for: whether a stored message keeps the body the gateway published
+/// (for WhatsApp, with Meta's message object, metadata and contacts) as `messages.raw`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RawPayload {
+    /// `raw` holds the body (the default): nothing a sender sent is lost to the fixed columns.
+    #[default]
+    Keep,
+    /// `raw` is NULL, for deployments that must not store more than the fixed columns.
+    Drop,
+}
+
+impl RawPayload {
+    pub fn from_env(env: &dyn Env) -> Result<Self, ConfigError> {
+        Ok(
+            match one_of(env, "RAW_PAYLOAD", "keep", &["keep", "drop"])? {
+                "drop" => Self::Drop,
+                _ => Self::Keep,
+            },
+        )
     }
 }
 

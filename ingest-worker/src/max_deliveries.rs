@@ -37,6 +37,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Config;
 use crate::batch::{DeadLetter, Kind};
+use crate::config::RawPayload;
 use crate::consume::LOG_TARGET;
 use crate::metrics::{DEAD_LETTERS, MAX_DELIVERIES};
 use crate::store;
@@ -339,7 +340,13 @@ impl Mover {
                 .fetch_one(&mut *lock)
                 .await?;
             if !moved {
-                store::store_batch(&self.db, &[], std::slice::from_ref(letter)).await?;
+                store::store_batch(
+                    &self.db,
+                    RawPayload::Keep,
+                    &[],
+                    std::slice::from_ref(letter),
+                )
+                .await?;
             }
             Ok::<_, sqlx::Error>(!moved)
         }

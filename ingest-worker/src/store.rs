@@ -10,6 +10,7 @@ use ingest_shared::read_model::upkeep::{self, Change, Changes, Direction};
 use sqlx::PgPool;
 
 use crate::batch::{Batch, DeadLetter, Kind, Row};
+use crate::config::RawPayload;
 use crate::consume::LOG_TARGET;
 
 /// The whole statement, its parameters and why it is shaped so are described in the file.
@@ -19,6 +20,7 @@ const STORE_BATCH: &str = include_str!("sql/store_batch.sql");
 /// included. Returns how many rows were new.
 pub async fn store_batch(
     pool: &PgPool,
+    raw_payload: RawPayload,
     rows: &[Row],
     dead: &[DeadLetter],
 ) -> Result<u64, sqlx::Error> {
@@ -29,12 +31,13 @@ pub async fn store_batch(
         Vec::with_capacity(n),
         Vec::with_capacity(n),
     );
-    let (mut ts, mut ts_raw, mut texts, mut seqs, mut kinds) = (
+    let (mut ts, mut ts_raw, mut texts, mut seqs, mut kinds, mut raws) = (
         Vec::<DateTime<Utc>>::with_capacity(n),
         Vec::with_capacity(n),
         Vec::with_capacity(n),
         Vec::with_capacity(n),
         Vec::with_capacity(n),
+        Vec::<Option<&str>>::with_capacity(n),
     );
     for row in rows {
         let m = &row.message;
@@ -46,6 +49,13 @@ pub async fn store_batch(
         texts.push(m.text.as_deref());
         seqs.push(row.stream_seq);
         kinds.push(m.kind.as_deref());
+        // Sent as text and cast in the statement: the payload's own bytes, no copy or
+        // re-serialisation here. A validated body is UTF-8 (its strings were decoded, and JSON
+        // has nothing else outside ASCII).
+        raws.push(match raw_payload {
+            RawPayload::Keep => std::str::from_utf8(&row.payload).ok(),
+            RawPayload::Drop => None,
+        });
     }
     let mut tx = pool.begin().await?;
     let inserted: Vec<Change> = sqlx::query_as(STORE_BATCH)
@@ -57,6 +67,7 @@ pub async fn store_batch(
         .bind(texts)
         .bind(seqs)
         .bind(kinds)
+        .bind(raws)
         .bind(dead.iter().map(|d| d.letter.stream_seq).collect::<Vec<_>>())
         .bind(
             dead.iter()
@@ -131,8 +142,12 @@ fn distinct_payloads(dead: &[DeadLetter]) -> Vec<Counted<'_>> {
 /// Stores the batch. When Postgres refuses it for a value, writes its rows one at a time so that
 /// only the ones refused become dead letters (marked so in `batch`). An error is one that
 /// retrying may outlast; the batch then holds what isolation found so far.
-pub async fn store(pool: &PgPool, batch: &mut Batch) -> Result<u64, sqlx::Error> {
-    let error = match store_batch(pool, batch.rows(), batch.dead_letters()).await {
+pub async fn store(
+    pool: &PgPool,
+    raw_payload: RawPayload,
+    batch: &mut Batch,
+) -> Result<u64, sqlx::Error> {
+    let error = match store_batch(pool, raw_payload, batch.rows(), batch.dead_letters()).await {
         Ok(inserted) => return Ok(inserted),
         Err(error) => error,
     };
@@ -140,7 +155,7 @@ pub async fn store(pool: &PgPool, batch: &mut Batch) -> Result<u64, sqlx::Error>
         return Err(error);
     }
     tracing::warn!(target: LOG_TARGET, %error, "batch refused by postgres; isolating the bad rows");
-    match isolate(pool, batch).await {
+    match isolate(pool, raw_payload, batch).await {
         Ok(inserted) => return Ok(inserted),
         Err(error) if !is_permanent(&error) => {
             tracing::warn!(target: LOG_TARGET, %error, "isolation interrupted by an outage");
@@ -154,11 +169,15 @@ pub async fn store(pool: &PgPool, batch: &mut Batch) -> Result<u64, sqlx::Error>
 
 /// Writes the rows one at a time; a row Postgres refuses becomes a dead letter. Then the dead
 /// letters, alone.
-async fn isolate(pool: &PgPool, batch: &mut Batch) -> Result<u64, sqlx::Error> {
+async fn isolate(
+    pool: &PgPool,
+    raw_payload: RawPayload,
+    batch: &mut Batch,
+) -> Result<u64, sqlx::Error> {
     let mut inserted = 0;
     let mut next = 0;
     while let Some(row) = batch.rows().get(next) {
-        match store_batch(pool, std::slice::from_ref(row), &[]).await {
+        match store_batch(pool, raw_payload, std::slice::from_ref(row), &[]).await {
             Ok(n) => {
                 inserted += n;
                 next += 1;
@@ -168,7 +187,7 @@ async fn isolate(pool: &PgPool, batch: &mut Batch) -> Result<u64, sqlx::Error> {
             Err(error) => return Err(error),
         }
     }
-    store_batch(pool, &[], batch.dead_letters()).await?;
+    store_batch(pool, raw_payload, &[], batch.dead_letters()).await?;
     Ok(inserted)
 }
 

@@ -17,6 +17,7 @@ pub mod message;
 pub mod nats;
 #[cfg(feature = "runtime")]
 pub mod ops;
+pub mod raw;
 #[cfg(feature = "runtime")]
 pub mod read_model;
 #[cfg(feature = "runtime")]

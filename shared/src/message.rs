@@ -8,6 +8,8 @@ use std::borrow::Cow;
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::raw;
+
 pub const MAX_MESSAGE_ID_CHARS: usize = 256;
 pub const MAX_MSISDN_DIGITS: usize = 20;
 pub const MAX_TEXT_CHARS: usize = 4096;
@@ -107,9 +109,21 @@ const FIELDS: [&str; 4] = ["message_id", "from", "to", "ts"];
 
 /// Parses and validates a raw webhook body.
 pub fn parse(body: &[u8]) -> Result<Message, ValidationErrors> {
-    match serde_json::from_slice::<Wire<'_>>(body) {
-        Ok(wire) => validate(wire),
-        Err(err) => Err(ValidationErrors(explain_parse_error(body, &err))),
+    let wire = serde_json::from_slice::<Wire<'_>>(body)
+        .map_err(|err| ValidationErrors(explain_parse_error(body, &err)))?;
+    let unstorable = raw::unstorable(body);
+    match (validate(wire), unstorable) {
+        (Ok(message), None) => Ok(message),
+        (result, reason) => {
+            let mut errors = result.err().map(|e| e.0).unwrap_or_default();
+            if let Some(reason) = reason {
+                errors.push(FieldError::body(
+                    "value_error",
+                    format!("Value error, the body is stored whole as JSON, so {reason}"),
+                ));
+            }
+            Err(ValidationErrors(errors))
+        }
     }
 }
 

@@ -23,7 +23,9 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 // Documentation only: `ingest_shared::message` parses the body.
-/// The webhook body (unknown fields are ignored).
+/// The webhook body. Other fields are not checked and are kept: the whole body is stored with
+/// the message as its raw payload, so it must be JSON that Postgres's jsonb can hold (no NUL
+/// character, no lone surrogate escape, at most 128 levels deep).
 #[derive(Serialize, ToSchema)]
 pub struct WebhookMessage {
     /// 1 to 256 characters, no control characters; the idempotency key.

@@ -96,7 +96,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     operation_id = "whatsapp_notification",
     tag = "ingest",
     summary = "Receive a WhatsApp Cloud API notification",
-    description = "Each `entry[].changes[].value.messages[]` item is stored as one message;         `statuses[]` are counted only. 200 only once every message of the envelope is stored in         JetStream.",
+    description = "Each `entry[].changes[].value.messages[]` item is stored as one message, of any         type: `msg_type` is Meta's `type`, `text` its readable part (a caption, a reply's title, an         emoji), and its raw payload keeps Meta's message object, `metadata` and `contacts`.         `statuses[]` are counted only. 200 only once every message of the envelope is stored in         JetStream.",
     params(
         ("X-Hub-Signature-256" = String, Header, description = "`sha256=<hex HMAC-SHA256 of the raw body under WHATSAPP_APP_SECRET>`")
     ),

@@ -9,15 +9,16 @@
 --   $6 text[]         text (NULL for a message without one)
 --   $7 bigint[]       stream_seq
 --   $8 text[]         msg_type (NULL when the payload named none)
+--   $9 text[]         raw: the validated body, JSON as text (NULL with RAW_PAYLOAD=drop)
 -- Dead letters, one array element per distinct payload, all arrays the same length:
---   $9  bigint[]      stream_seq
---   $10 text[]        subject
---   $11 bytea[]       payload
---   $12 text[]        reason
---   $13 text[]        request_id (NULL when the message carried none)
---   $14 text[]        kind: 'invalid' or 'refused' (the advisory path writes 'max_deliveries')
---   $15 text[]        dedup_key: hex SHA-256 of the payload, distinct within the arrays
---   $16 int[]         times: how often the batch holds these bytes
+--   $10 bigint[]      stream_seq
+--   $11 text[]        subject
+--   $12 bytea[]       payload
+--   $13 text[]        reason
+--   $14 text[]        request_id (NULL when the message carried none)
+--   $15 text[]        kind: 'invalid' or 'refused' (the advisory path writes 'max_deliveries')
+--   $16 text[]        dedup_key: hex SHA-256 of the payload, distinct within the arrays
+--   $17 int[]         times: how often the batch holds these bytes
 --
 -- Returns the messages really inserted (`from_msisdn`, `to_msisdn`, `ts`), which the same
 -- transaction then applies to the aggregates (shared/src/read_model/apply_changes.sql).
@@ -32,6 +33,10 @@
 -- sharing ids wait for each other in one order; the second waits for the first to commit and
 -- then skips the id.
 --
+-- `raw` travels as text and becomes jsonb only in the final INSERT, so only the rows really
+-- inserted pay for the jsonb parse; a duplicate's body is never parsed. The text is the body the
+-- worker validated, and the validator refuses what jsonb cannot hold (shared/src/raw.rs).
+--
 -- A dead letter whose bytes are already there (the same payload failing again, redelivered or
 -- redriven) updates that row: last seen now, counted again, the latest reason, sequence and
 -- request id. `DO UPDATE` cannot touch one row twice in a statement, so the caller sends each
@@ -41,8 +46,8 @@
 WITH dead AS (
     INSERT INTO dead_letters AS d
         (stream_seq, subject, payload, reason, request_id, kind, dedup_key, times)
-    SELECT * FROM UNNEST($9::bigint[], $10::text[], $11::bytea[], $12::text[], $13::text[],
-                         $14::text[], $15::text[], $16::int[]) AS u(seq, subject, payload, reason,
+    SELECT * FROM UNNEST($10::bigint[], $11::text[], $12::bytea[], $13::text[], $14::text[],
+                         $15::text[], $16::text[], $17::int[]) AS u(seq, subject, payload, reason,
                                                                    request_id, kind, dedup_key)
     ORDER BY u.dedup_key
     ON CONFLICT (dedup_key) DO UPDATE SET
@@ -57,8 +62,8 @@ WITH dead AS (
 batch AS (
     SELECT DISTINCT ON (u.message_id) u.*
     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[],
-                $6::text[], $7::bigint[], $8::text[]) WITH ORDINALITY
-         AS u(message_id, from_msisdn, to_msisdn, ts, ts_raw, text, stream_seq, msg_type, nth)
+                $6::text[], $7::bigint[], $8::text[], $9::text[]) WITH ORDINALITY
+         AS u(message_id, from_msisdn, to_msisdn, ts, ts_raw, text, stream_seq, msg_type, raw, nth)
     ORDER BY u.message_id, u.nth
 ),
 new AS (
@@ -68,8 +73,10 @@ new AS (
     ON CONFLICT (message_id) DO NOTHING
     RETURNING message_id
 )
-INSERT INTO messages (message_id, from_msisdn, to_msisdn, ts, ts_raw, text, stream_seq, msg_type)
-SELECT b.message_id, b.from_msisdn, b.to_msisdn, b.ts, b.ts_raw, b.text, b.stream_seq, b.msg_type
+INSERT INTO messages (message_id, from_msisdn, to_msisdn, ts, ts_raw, text, stream_seq, msg_type,
+                      raw)
+SELECT b.message_id, b.from_msisdn, b.to_msisdn, b.ts, b.ts_raw, b.text, b.stream_seq, b.msg_type,
+       b.raw::jsonb
 FROM batch b JOIN new n ON n.message_id = b.message_id
 ORDER BY b.message_id
 RETURNING from_msisdn, to_msisdn, ts;
