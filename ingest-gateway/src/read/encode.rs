@@ -132,7 +132,9 @@ mod tests {
 
     #[test]
     fn formula_leading_cells_are_neutralised_and_numbers_are_not() {
-        for risky in ["=1+1", "+1 call", "-2", "@SUM(A1)", "\tx", "\rx", "+", "=+1"] {
+        for risky in [
+            "=1+1", "+1 call", "-2", "@SUM(A1)", "\tx", "\rx", "+", "=+1",
+        ] {
             assert_eq!(cell(risky), format!("'{risky}"), "{risky:?}");
         }
         for safe in ["+919876543210", "hello", "", "1=1", "'quoted"] {

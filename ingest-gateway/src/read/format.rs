@@ -130,12 +130,18 @@ mod tests {
     fn formats_and_their_conflicts() {
         let mut errors = Vec::new();
         assert_eq!(parse(None, &[], None, &mut errors), (Format::Json, false));
-        assert_eq!(parse(Some(""), &["limit"], Some(""), &mut errors), (Format::Json, false));
+        assert_eq!(
+            parse(Some(""), &["limit"], Some(""), &mut errors),
+            (Format::Json, false)
+        );
         assert_eq!(
             parse(Some("ndjson"), &[], Some("raw"), &mut errors),
             (Format::Ndjson, true)
         );
-        assert_eq!(parse(Some("csv"), &[], None, &mut errors), (Format::Csv, false));
+        assert_eq!(
+            parse(Some("csv"), &[], None, &mut errors),
+            (Format::Csv, false)
+        );
         assert!(errors.is_empty());
 
         parse(Some("xml"), &[], None, &mut errors);

@@ -171,7 +171,11 @@ impl Params {
             .map(|q| contains_pattern(&q));
         // An empty cursor is no cursor, as an empty `q` is no search (clients that always send
         // every parameter send `cursor=` on the first page).
-        if let Some(raw) = query.cursor.filter(|c| !c.is_empty()) {
+        // With a streamed format the cursor is already refused, whatever it holds.
+        let cursor = query
+            .cursor
+            .filter(|c| !c.is_empty() && !format.is_streamed());
+        if let Some(raw) = cursor {
             if offset_given {
                 errors.push(query_error(
                     "cursor",

@@ -15,13 +15,14 @@ use crate::state::AppState;
 /// `MAX_CONCURRENT_EXPORTS` are being sent. The wait for read-your-writes is over before this
 /// runs, so the first round trip sees every message acknowledged before the request.
 pub fn respond(state: &AppState, db: PgPool, params: Params) -> Result<Response, ApiError> {
-    let permit = state
-        .exports
-        .clone()
-        .try_acquire_owned()
-        .map_err(|_| ApiError::TooManyExports {
-            retry_after_secs: state.config.retry_after_secs,
-        })?;
+    let permit =
+        state
+            .exports
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| ApiError::TooManyExports {
+                retry_after_secs: state.config.retry_after_secs,
+            })?;
     let disposition = format!(
         "attachment; filename=\"{}\"",
         file_name(&params, chrono::Utc::now())
