@@ -44,13 +44,13 @@ pub struct MessagesQuery {
     q: Option<String>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,
-    /// `json` (default): a page. `ndjson` or `csv`: every match of the filters, streamed in
+    /// `json` (default; also when empty): a page. `ndjson` or `csv`: every match of the filters, streamed in
     /// `ts, message_id` order as a download; `limit`, `offset` and `cursor` are refused with it.
-    #[param(value_type = Option<String>, pattern = "^(json|ndjson|csv)$", example = "ndjson")]
+    #[param(value_type = Option<String>, pattern = "^(json|ndjson|csv)?$", example = "ndjson")]
     format: Option<String>,
     /// `raw`: each NDJSON line also carries the payload the message came from (`format=ndjson`
     /// only).
-    #[param(value_type = Option<String>, pattern = "^raw$")]
+    #[param(value_type = Option<String>, pattern = "^(raw)?$")]
     include: Option<String>,
 }
 
