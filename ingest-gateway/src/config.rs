@@ -118,7 +118,7 @@ impl Config {
                 10..=600_000,
             )?,
             max_concurrent_exports: parse_in_range(env, "MAX_CONCURRENT_EXPORTS", 2, 1..=1000)?,
-            export_batch_rows: parse_in_range(env, "EXPORT_BATCH_ROWS", 5000, 1..=100_000)?,
+            export_batch_rows: parse_in_range(env, "EXPORT_BATCH_ROWS", 1000, 1..=100_000)?,
             search_index: SearchIndex::from_env(env)?,
             read_consistency_timeout: millis_or(
                 env,
