@@ -38,6 +38,11 @@ pub struct Config {
     pub read_db_max_connections: u32,
     /// Bound on one read query, so an expensive search cannot hold a connection for long.
     pub read_statement_timeout: Duration,
+    /// Streamed exports (`GET /messages?format=ndjson|csv`) at once; past it 503. Each holds at
+    /// most one read pool connection, and only during a round trip.
+    pub max_concurrent_exports: usize,
+    /// Rows an export reads per round trip: the memory one export holds, and how often it asks.
+    pub export_batch_rows: i64,
     /// Whether `messages` keeps the trigram index for `q=` (`SEARCH_INDEX`, same on every binary).
     pub search_index: SearchIndex,
     /// Read-your-writes: how long a read may wait for the messages acknowledged before it to be
@@ -112,6 +117,8 @@ impl Config {
                 5000,
                 10..=600_000,
             )?,
+            max_concurrent_exports: parse_in_range(env, "MAX_CONCURRENT_EXPORTS", 2, 1..=1000)?,
+            export_batch_rows: parse_in_range(env, "EXPORT_BATCH_ROWS", 1000, 1..=100_000)?,
             search_index: SearchIndex::from_env(env)?,
             read_consistency_timeout: millis_or(
                 env,

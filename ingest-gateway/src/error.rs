@@ -36,6 +36,12 @@ pub enum ApiError {
     NotAuthenticated,
     #[error("not found")]
     NotFound,
+    /// `GET /messages/{message_id}` for an id no stored message has.
+    #[error("message not found")]
+    MessageNotFound,
+    /// `MAX_CONCURRENT_EXPORTS` exports are being sent (503 with `Retry-After`).
+    #[error("too many exports in progress")]
+    TooManyExports { retry_after_secs: u64 },
     /// A redrive's PubAck said `duplicate`: the id is inside the stream's duplicate window, so
     /// nothing was delivered (409 with `Retry-After`).
     #[error("inside the duplicate window")]
@@ -59,6 +65,8 @@ impl ApiError {
             | ApiError::BadBody
             | ApiError::NotAuthenticated
             | ApiError::NotFound
+            | ApiError::MessageNotFound
+            | ApiError::TooManyExports { .. }
             | ApiError::DuplicateWindow { .. }
             | ApiError::MethodNotAllowed => "validation_error",
         }
@@ -136,6 +144,11 @@ impl IntoResponse for ApiError {
             ),
             ApiError::NotAuthenticated => (StatusCode::UNAUTHORIZED, json!("not authenticated")),
             ApiError::NotFound => (StatusCode::NOT_FOUND, json!("Not Found")),
+            ApiError::MessageNotFound => (StatusCode::NOT_FOUND, json!("message not found")),
+            ApiError::TooManyExports { .. } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!("too many exports in progress (MAX_CONCURRENT_EXPORTS), retry later"),
+            ),
             ApiError::DuplicateWindow { retry_after_secs } => (
                 StatusCode::CONFLICT,
                 json!(format!(
@@ -166,7 +179,8 @@ impl IntoResponse for ApiError {
         if let ApiError::Unavailable {
             retry_after_secs, ..
         }
-        | ApiError::DuplicateWindow { retry_after_secs } = self
+        | ApiError::DuplicateWindow { retry_after_secs }
+        | ApiError::TooManyExports { retry_after_secs } = self
         {
             response
                 .headers_mut()

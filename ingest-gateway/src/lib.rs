@@ -117,6 +117,9 @@ impl Application {
         );
         let state = AppState::new(Inner {
             subject: config.nats.subject.clone().into(),
+            exports: std::sync::Arc::new(tokio::sync::Semaphore::new(
+                config.max_concurrent_exports,
+            )),
             config,
             nats: client,
             jetstream,

@@ -14,6 +14,7 @@ use ::metrics::{
 
 use crate::Config;
 use crate::consistency::Outcome;
+use crate::read::format::Format;
 use crate::replica::Fallback;
 
 const HTTP_REQUESTS: &str = "http_requests_total";
@@ -35,6 +36,8 @@ const WEBHOOK_REQUESTS: &str = "webhook_requests_total";
 const WHATSAPP_REQUESTS: &str = "whatsapp_requests_total";
 const WHATSAPP_MESSAGES: &str = "whatsapp_messages_total";
 const WHATSAPP_STATUSES: &str = "whatsapp_statuses_total";
+const EXPORTS_IN_PROGRESS: &str = "exports_in_progress";
+const EXPORT_ROWS: &str = "export_rows_total";
 
 /// Every `result` label of `webhook_requests_total`.
 pub const WEBHOOK_RESULTS: [&str; 7] = [
@@ -107,7 +110,7 @@ pub fn register(config: &Config) {
         counter!(HTTP_REQUESTS, "path" => "/webhook", "status" => status).increment(0);
     }
     let _ = histogram!(REQUEST_LATENCY, "path" => "/webhook");
-    for name in [IN_FLIGHT, NATS_CONNECTED, READY] {
+    for name in [IN_FLIGHT, NATS_CONNECTED, READY, EXPORTS_IN_PROGRESS] {
         gauge!(name).increment(0.0);
     }
     for reason in SHED_REASONS {
@@ -139,6 +142,9 @@ pub fn register(config: &Config) {
     }
     for status in WHATSAPP_STATUS_NAMES {
         counter!(WHATSAPP_STATUSES, "status" => status).increment(0);
+    }
+    for format in [Format::Ndjson, Format::Csv] {
+        counter!(EXPORT_ROWS, "format" => format.name()).increment(0);
     }
 }
 
@@ -191,6 +197,35 @@ fn describe() {
         REPLICA_FALLBACK,
         "Reads served by the primary because the read replica could not be reached, by reason"
     );
+    describe_gauge!(
+        EXPORTS_IN_PROGRESS,
+        "Streamed GET /messages exports (format=ndjson|csv) being sent"
+    );
+    describe_counter!(
+        EXPORT_ROWS,
+        "Rows written by streamed GET /messages exports, by format"
+    );
+}
+
+/// Counts an export in `exports_in_progress` for as long as it lives, also when the client
+/// goes away mid-stream.
+pub struct ExportInProgress(());
+
+impl ExportInProgress {
+    pub fn start() -> Self {
+        gauge!(EXPORTS_IN_PROGRESS).increment(1.0);
+        Self(())
+    }
+}
+
+impl Drop for ExportInProgress {
+    fn drop(&mut self) {
+        gauge!(EXPORTS_IN_PROGRESS).decrement(1.0);
+    }
+}
+
+pub fn export_rows(format: Format, rows: usize) {
+    counter!(EXPORT_ROWS, "format" => format.name()).increment(rows as u64);
 }
 
 /// One answered HTTP request, by route template (never the raw URL, so the series stay bounded).

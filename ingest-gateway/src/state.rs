@@ -24,6 +24,8 @@ pub struct Inner {
     pub metrics: PrometheusHandle,
     /// Read-your-writes (see consistency.rs).
     pub watermark: crate::consistency::Watermark,
+    /// One permit per export in progress (`MAX_CONCURRENT_EXPORTS`).
+    pub exports: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {

@@ -29,6 +29,15 @@ impl Drop for Browser {
 
 impl Browser {
     pub async fn start(http: &reqwest::Client) -> Self {
+        Self::start_with(http, None).await
+    }
+
+    /// A browser that saves downloads in `dir` without asking.
+    pub async fn downloading_to(http: &reqwest::Client, dir: &Path) -> Self {
+        Self::start_with(http, Some(dir)).await
+    }
+
+    async fn start_with(http: &reqwest::Client, downloads: Option<&Path>) -> Self {
         let driver_bin = ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
             .into_iter()
             .find(|p| std::path::Path::new(p).exists())
@@ -54,15 +63,19 @@ impl Browser {
             r.status().is_success().then_some(())
         })
         .await;
+        let mut options = json!({
+            "binary": "/usr/bin/chromium",
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+                     "--disable-dev-shm-usage", "--window-size=1280,1100"],
+        });
+        if let Some(dir) = downloads {
+            options["prefs"] = json!({
+                "download.default_directory": dir,
+                "download.prompt_for_download": false,
+            });
+        }
         let mut caps = serde_json::Map::new();
-        caps.insert(
-            "goog:chromeOptions".into(),
-            json!({
-                "binary": "/usr/bin/chromium",
-                "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                         "--disable-dev-shm-usage", "--window-size=1280,1100"],
-            }),
-        );
+        caps.insert("goog:chromeOptions".into(), options);
         let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
             .capabilities(caps)
             .connect(&url)

@@ -1,6 +1,6 @@
 // The console: the filters live in the URL's query string (a view is a link; a reload restores
-// it), the messages come a page at a time by cursor (nothing loads the whole table), and the
-// totals and charts come from /stats and /stats/timeseries. Every value from the API reaches
+// it), the messages come a page at a time by cursor (nothing loads the whole table; the
+// downloads are the export), and the totals and charts come from /stats and /stats/timeseries. Every value from the API reaches
 // the page through textContent or an attribute, never as HTML.
 "use strict";
 (function () {
@@ -71,6 +71,12 @@
       body = null;
     }
     if (response.ok) return body;
+    complain(path, response, body);
+    return null;
+  }
+
+  // Says on the page why a read failed: each field of a 422, else the status and its detail.
+  function complain(path, response, body) {
     if (response.status === 422 && body && Array.isArray(body.detail)) {
       for (const d of body.detail) {
         const field = Array.isArray(d.loc) ? d.loc[d.loc.length - 1] : "?";
@@ -80,7 +86,51 @@
       const detail = body && typeof body.detail === "string" ? body.detail : "";
       notice("error", `${path.split("?")[0]}: HTTP ${response.status} ${detail}`.trim());
     }
-    return null;
+  }
+
+  // Every message of the current filters as a file. A plain link cannot send the read token
+  // (and a token in a URL ends up in logs and history), so the export is fetched with the
+  // Authorization header and handed to the browser as a blob; the link stays on the page to
+  // save it again. The whole file is held by the tab: very large exports are for curl.
+  let downloadUrl = null;
+  async function download(format) {
+    const status = document.getElementById("download-status");
+    const link = document.getElementById("download-link");
+    const buttons = document.querySelectorAll(".downloads button");
+    const path = "/messages?" + query(view(), FILTERS, { format });
+    buttons.forEach((b) => { b.disabled = true; });
+    status.textContent = "Downloading…";
+    try {
+      const response = await window.ReadToken.fetchRead(path);
+      if (!response.ok) {
+        let body = null;
+        try {
+          body = await response.json();
+        } catch (e) {
+          body = null;
+        }
+        status.textContent = "";
+        complain(path, response, body);
+        return;
+      }
+      const blob = await response.blob();
+      const named = /filename="([^"]+)"/.exec(response.headers.get("Content-Disposition") || "");
+      const name = named ? named[1] : `messages.${format}`;
+      if (downloadUrl) URL.revokeObjectURL(downloadUrl);
+      downloadUrl = URL.createObjectURL(blob);
+      link.href = downloadUrl;
+      link.download = name;
+      link.dataset.format = format;
+      link.textContent = `${name} (${Math.max(1, Math.round(blob.size / 1024))} KiB): save again`;
+      link.hidden = false;
+      status.textContent = "";
+      link.click();
+    } catch (e) {
+      status.textContent = "";
+      notice("error", "The download failed: " + e.message);
+    } finally {
+      buttons.forEach((b) => { b.disabled = false; });
+    }
   }
 
   function showTotals(stats) {
@@ -206,6 +256,9 @@
     load();
   });
   more.addEventListener("click", () => loadPage(view(), generation));
+  for (const button of document.querySelectorAll(".downloads button")) {
+    button.addEventListener("click", () => download(button.dataset.format));
+  }
   window.addEventListener("popstate", load);
   load();
 })();

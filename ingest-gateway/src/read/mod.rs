@@ -4,6 +4,10 @@
 //! equal to a count over `messages`, are in `ingest_shared::read_model`.
 
 pub mod cursor;
+pub mod encode;
+pub mod export;
+pub mod format;
+pub mod one;
 pub mod page;
 pub mod params;
 pub mod series;

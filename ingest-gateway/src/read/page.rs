@@ -17,6 +17,7 @@ pub struct PageRow {
     pub ts: Option<DateTime<Utc>>,
     pub ts_raw: Option<String>,
     pub text: Option<String>,
+    pub msg_type: Option<String>,
 }
 
 /// What both page statements return, in `(ts, message_id)` order, up to `limit + 1` messages.

@@ -46,6 +46,7 @@ keys AS (
      ORDER BY m.ts, m.message_id
      OFFSET $8 LIMIT $9)
 )
-SELECT total.n AS total, p.message_id, p.from_msisdn, p.to_msisdn, p.ts, p.ts_raw, p.text
+SELECT total.n AS total, p.message_id, p.from_msisdn, p.to_msisdn, p.ts, p.ts_raw, p.text,
+       p.msg_type
 FROM total LEFT JOIN (keys k JOIN messages p ON p.ts = k.ts AND p.message_id = k.message_id) ON true
 ORDER BY p.ts, p.message_id

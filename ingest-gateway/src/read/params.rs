@@ -9,6 +9,7 @@ use ingest_shared::message::{FieldError, Loc, ValidationErrors, is_msisdn, parse
 use utoipa::IntoParams;
 
 use super::cursor::Cursor;
+use super::format::{self, Format, PAGE_PARAMS};
 
 pub const MAX_LIMIT: i64 = 100;
 pub const DEFAULT_LIMIT: i64 = 50;
@@ -43,6 +44,14 @@ pub struct MessagesQuery {
     q: Option<String>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,
+    /// `json` (default; also when empty): a page. `ndjson` or `csv`: every match of the filters, streamed in
+    /// `ts, message_id` order as a download; `limit`, `offset` and `cursor` are refused with it.
+    #[param(value_type = Option<String>, pattern = "^(json|ndjson|csv)?$", example = "ndjson")]
+    format: Option<String>,
+    /// `raw`: each NDJSON line also carries the payload the message came from (`format=ndjson`
+    /// only).
+    #[param(value_type = Option<String>, pattern = "^(raw)?$")]
+    include: Option<String>,
 }
 
 impl MessagesQuery {
@@ -60,6 +69,8 @@ impl MessagesQuery {
                 "until" => &mut query.until,
                 "q" => &mut query.q,
                 "cursor" => &mut query.cursor,
+                "format" => &mut query.format,
+                "include" => &mut query.include,
                 _ => continue,
             };
             *slot = Some(value.into_owned());
@@ -80,6 +91,9 @@ pub struct Params {
     /// The ILIKE pattern, already escaped and wrapped in `%`.
     pub pattern: Option<String>,
     pub cursor: Option<Cursor>,
+    pub format: Format,
+    /// NDJSON lines carry `raw` (`include=raw`).
+    pub include_raw: bool,
 }
 
 pub(crate) fn query_error(name: &str, kind: &str, msg: impl Into<String>) -> FieldError {
@@ -95,6 +109,22 @@ impl Params {
     pub fn parse(raw: Option<&str>) -> Result<Self, ValidationErrors> {
         let query = MessagesQuery::from_raw(raw.unwrap_or(""));
         let mut errors = Vec::new();
+        let sent = [
+            query.limit.is_some(),
+            query.offset.is_some(),
+            query.cursor.as_ref().is_some_and(|c| !c.is_empty()),
+        ];
+        let page_params_sent: Vec<&'static str> = PAGE_PARAMS
+            .into_iter()
+            .zip(sent)
+            .filter_map(|(name, sent)| sent.then_some(name))
+            .collect();
+        let (format, include_raw) = format::parse(
+            query.format.as_deref(),
+            &page_params_sent,
+            query.include.as_deref(),
+            &mut errors,
+        );
         let mut params = Params {
             limit: int_param(
                 "limit",
@@ -104,6 +134,8 @@ impl Params {
                 Some(MAX_LIMIT),
                 &mut errors,
             ),
+            format,
+            include_raw,
             ..Params::default()
         };
         let offset_given = query.offset.is_some();
@@ -139,7 +171,11 @@ impl Params {
             .map(|q| contains_pattern(&q));
         // An empty cursor is no cursor, as an empty `q` is no search (clients that always send
         // every parameter send `cursor=` on the first page).
-        if let Some(raw) = query.cursor.filter(|c| !c.is_empty()) {
+        // With a streamed format the cursor is already refused, whatever it holds.
+        let cursor = query
+            .cursor
+            .filter(|c| !c.is_empty() && !format.is_streamed());
+        if let Some(raw) = cursor {
             if offset_given {
                 errors.push(query_error(
                     "cursor",

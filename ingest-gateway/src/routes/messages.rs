@@ -1,8 +1,11 @@
 //! `GET /messages`: stored messages, filtered, in `(ts, message_id)` order, paginated by offset
-//! or by an opaque keyset cursor. The parameters and the statements are in `crate::read`.
+//! or by an opaque keyset cursor, or every match streamed as NDJSON or CSV (export.rs); and
+//! `GET /messages/{message_id}`: one message with its payload. The parameters and the statements
+//! are in `crate::read`.
 
 use axum::Json;
-use axum::extract::{RawQuery, State};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -24,7 +27,9 @@ pub const EXACT_COUNT_BOUND: i64 = 10_000;
 pub const ESTIMATED_COUNT_BOUND: i64 = 1_000;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(list))
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(one))
 }
 
 /// One stored message, exactly as it was sent.
@@ -40,6 +45,23 @@ pub struct MessageItem {
     #[schema(example = "2025-01-15T10:00:00Z")]
     pub ts: String,
     pub text: Option<String>,
+    /// What kind of message the sender said it was (WhatsApp's `type`: `text`, `image`, ...);
+    /// absent when the payload named none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "text")]
+    pub msg_type: Option<String>,
+}
+
+/// One stored message and the payload it came from.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Message {
+    #[serde(flatten)]
+    pub item: MessageItem,
+    /// The payload the message came from, as JSON: for `/webhook` the body, for WhatsApp that
+    /// message's object with the `metadata` and `contacts` it came with. Null for messages
+    /// stored without it.
+    #[schema(value_type = Option<Object>)]
+    pub raw: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -66,20 +88,30 @@ pub struct MessagesPage {
     summary = "List stored messages",
     description = "Messages in `ts ASC, message_id ASC` order. Filters combine with AND. \
         Paginate with `limit`/`offset`, or with `cursor` (keyset: the same cost on every page, \
-        and correct while rows are being inserted). Read-your-writes: the answer includes every \
+        and correct while rows are being inserted). With `format=ndjson` or `format=csv`, every \
+        match is streamed as a download (`Content-Disposition: attachment`) in the same order: \
+        NDJSON lines are the page's items (with `raw` under `include=raw`); CSV has a header \
+        row and a cell that starts with `=`, `+`, `-`, `@`, a tab or a carriage return gets a \
+        leading `'` (except `+` then digits only: the `from` and `to` numbers). At most \
+        `MAX_CONCURRENT_EXPORTS` exports at once (503 with `Retry-After` past it). Read-your-writes: the answer includes every \
         message any gateway answered 200 for before this request began (see the `Consistency` \
         response header). `total` is exact up to 10,000 matches (1,000 with \
         `Prefer: count=estimated`, unbounded with `Prefer: count=exact`); past that it is \
         Postgres's estimate and `total_estimated` is true.",
     params(MessagesQuery, crate::prefer::PreferHeader),
     responses(
-        (status = 200, description = "A page of messages", body = MessagesPage, headers(
+        (status = 200, description = "A page of messages (`format=json`), or every match (`format=ndjson`: one item per line; `format=csv`)", content(
+            (MessagesPage = "application/json"),
+            (String = "application/x-ndjson"),
+            (String = "text/csv"),
+        ), headers(
             ("Consistency" = String, description = "`fresh`, `stale` (the wait timed out or NATS was unreachable) or `skipped` (opted out)"),
             ("Preference-Applied" = String, description = "The `Prefer` preferences applied"),
+            ("Content-Disposition" = String, description = "NDJSON and CSV: `attachment; filename=\"messages-<since>-<until>.<format>\"`"),
         )),
         (status = 422, description = "A query parameter is invalid", body = crate::error::ValidationErrorBody),
         (status = 401, description = "`READ_TOKENS` is set and no valid bearer token was sent", body = crate::error::DetailBody),
-        (status = 503, description = "The database is unavailable; retry later", body = crate::error::DetailBody),
+        (status = 503, description = "The database is unavailable, or `MAX_CONCURRENT_EXPORTS` exports are in progress; retry later", body = crate::error::DetailBody),
     )
 )]
 #[tracing::instrument(name = "messages", skip_all)]
@@ -90,6 +122,9 @@ pub async fn list(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let params = Params::parse(raw.as_deref()).map_err(ApiError::Validation)?;
+    if params.format.is_streamed() {
+        return super::export::respond(&state, read_db.0, params);
+    }
     let count = Preferences::of(&headers).count;
     let bound = match count {
         Some(Count::Exact) => None,
@@ -122,6 +157,7 @@ pub async fn list(
             to,
             ts: ts_raw,
             text: row.text,
+            msg_type: row.msg_type,
         });
     }
     let next_cursor = if data.len() as i64 > params.limit {
@@ -152,4 +188,56 @@ pub async fn list(
         );
     }
     Ok(response)
+}
+
+#[utoipa::path(
+    get,
+    path = "/messages/{message_id}",
+    tag = "read",
+    security((), ("bearer" = [])),
+    summary = "One stored message, with its payload",
+    description = "The message stored under `message_id` (percent-encoded in the path), with \
+        the payload it came from in `raw`. Read-your-writes as for `GET /messages`.",
+    params(
+        ("message_id" = String, Path, description = "The message's id, as the sender sent it", example = "m1"),
+        crate::prefer::PreferHeader,
+    ),
+    responses(
+        (status = 200, description = "The message", body = Message, headers(
+            ("Consistency" = String, description = "`fresh`, `stale` (the wait timed out or NATS was unreachable) or `skipped` (opted out)"),
+        )),
+        (status = 404, description = "No message has this id", body = crate::error::DetailBody),
+        (status = 401, description = "`READ_TOKENS` is set and no valid bearer token was sent", body = crate::error::DetailBody),
+        (status = 503, description = "The database is unavailable; retry later", body = crate::error::DetailBody),
+    )
+)]
+#[tracing::instrument(name = "message", skip_all)]
+pub async fn one(
+    State(state): State<AppState>,
+    read_db: ReadDb,
+    message_id: Result<Path<String>, PathRejection>,
+) -> Result<Json<Message>, ApiError> {
+    // An id that does not decode to UTF-8, or holds NUL (which Postgres text cannot), names no
+    // stored message.
+    let Ok(Path(message_id)) = message_id else {
+        return Err(ApiError::MessageNotFound);
+    };
+    if message_id.contains('\0') {
+        return Err(ApiError::MessageNotFound);
+    }
+    let row = crate::read::one::fetch(&read_db, &message_id)
+        .await
+        .map_err(|e| ApiError::from_db("message", e, state.config.retry_after_secs))?
+        .ok_or(ApiError::MessageNotFound)?;
+    Ok(Json(Message {
+        item: MessageItem {
+            message_id: row.message_id,
+            from: row.from_msisdn,
+            to: row.to_msisdn,
+            ts: row.ts_raw,
+            text: row.text,
+            msg_type: row.msg_type,
+        },
+        raw: row.raw.map(|r| r.0),
+    }))
 }

@@ -1,4 +1,5 @@
 pub mod dead_letters;
+pub mod export;
 pub mod messages;
 pub mod stats;
 pub mod ui;

@@ -1,0 +1,155 @@
+//! The streamed `GET /messages?format=ndjson|csv`: every match of the filters, read by keyset in
+//! round trips of a bounded number of rows and written out one round trip at a time, so neither
+//! the gateway nor the database holds the whole result.
+//!
+//! A connection is taken from the pool for each round trip only: a slow client holds none while
+//! it reads (past the one round trip read ahead). The stream holds the export's permit (`MAX_CONCURRENT_EXPORTS`); when the client goes
+//! away the server drops the stream, and with it the permit and any round trip in progress.
+//! Rows are read without one transaction around them: each round trip sees what was committed
+//! when it ran, and read-your-writes (the wait before the first) covers every message
+//! acknowledged before the request.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures::Stream;
+use sqlx::PgPool;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio_util::task::AbortOnDropHandle;
+
+use super::encode::{Encoder, ExportRow};
+use super::params::Params;
+use crate::metrics;
+
+/// What every round trip of one export asks.
+struct Query {
+    db: PgPool,
+    params: Params,
+    rows_per_trip: i64,
+}
+
+type Trip = AbortOnDropHandle<sqlx::Result<Vec<ExportRow>>>;
+
+/// One export in progress; [`Export::into_stream`] writes it out.
+///
+/// The next round trip is sent as soon as the previous one's rows are in, so the database works
+/// on it while those rows are encoded and sent: at most two round trips' rows are held. Encoding
+/// runs on the blocking pool, so a long chunk never holds up the requests that share the
+/// runtime's threads (the ingest path's among them).
+pub struct Export {
+    query: Arc<Query>,
+    encoder: Encoder,
+    /// The round trip in flight; aborted with the export.
+    next: Option<Trip>,
+    started: bool,
+    done: bool,
+    _permit: OwnedSemaphorePermit,
+    _gauge: metrics::ExportInProgress,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error("export query: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("export encoding: {0}")]
+    Encode(#[from] csv::Error),
+    #[error("export task: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+impl Export {
+    pub fn new(
+        db: PgPool,
+        params: Params,
+        rows_per_trip: i64,
+        permit: OwnedSemaphorePermit,
+    ) -> Self {
+        let encoder = Encoder::new(params.format, params.include_raw);
+        Self {
+            query: Arc::new(Query {
+                db,
+                params,
+                rows_per_trip,
+            }),
+            encoder,
+            next: None,
+            started: false,
+            done: false,
+            _permit: permit,
+            _gauge: metrics::ExportInProgress::start(),
+        }
+    }
+
+    /// The response body: one chunk per round trip (the first also carries the CSV header).
+    pub fn into_stream(self) -> impl Stream<Item = Result<Bytes, ExportError>> + Send + 'static {
+        futures::stream::try_unfold(self, |mut export| async move {
+            Ok(export.next_chunk().await?.map(|chunk| (chunk, export)))
+        })
+    }
+
+    async fn next_chunk(&mut self) -> Result<Option<Bytes>, ExportError> {
+        if self.done {
+            return Ok(None);
+        }
+        let trip = match self.next.take() {
+            Some(trip) => trip,
+            None => send_trip(self.query.clone(), None),
+        };
+        let rows = trip.await??;
+        self.done = (rows.len() as i64) < self.query.rows_per_trip;
+        if let (false, Some(last)) = (self.done, rows.last()) {
+            let after = (last.ts, last.message_id.clone());
+            self.next = Some(send_trip(self.query.clone(), Some(after)));
+        }
+        let (encoder, header, count) = (self.encoder, !self.started, rows.len());
+        self.started = true;
+        let out = tokio::task::spawn_blocking(move || -> csv::Result<Vec<u8>> {
+            let mut out = Vec::with_capacity(rows.len() * 320 + 64);
+            if header {
+                encoder.header(&mut out)?;
+            }
+            encoder.rows(&rows, &mut out)?;
+            Ok(out)
+        })
+        .await??;
+        metrics::export_rows(self.query.params.format, count);
+        if out.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(Bytes::from(out)))
+    }
+}
+
+/// Sends the round trip after `after` (the first when `None`).
+fn send_trip(query: Arc<Query>, after: Option<(DateTime<Utc>, String)>) -> Trip {
+    AbortOnDropHandle::new(tokio::spawn(async move {
+        let p = &query.params;
+        let (after_ts, after_id) = match &after {
+            Some((ts, id)) => (Some(*ts), Some(id.as_str())),
+            None => (None, None),
+        };
+        sqlx::query_as::<_, ExportRow>(include_str!("export_batch.sql"))
+            .bind(p.from.as_deref())
+            .bind(p.to.as_deref())
+            .bind(p.since)
+            .bind(p.until)
+            .bind(p.pattern.as_deref())
+            .bind(after_ts)
+            .bind(after_id)
+            .bind(p.include_raw)
+            .bind(query.rows_per_trip)
+            .fetch_all(&query.db)
+            .await
+    }))
+}
+
+/// A meaningful file name: the filters' time range, its open ends as `start` and the time of the
+/// request (`20250115T100000Z`).
+pub fn file_name(params: &Params, now: DateTime<Utc>) -> String {
+    let stamp = |t: DateTime<Utc>| t.format("%Y%m%dT%H%M%SZ").to_string();
+    let since = params.since.map_or_else(|| "start".to_owned(), stamp);
+    let until = stamp(params.until.unwrap_or(now));
+    let ext = params.format.name();
+    format!("messages-{since}-{until}.{ext}")
+}

@@ -1,0 +1,27 @@
+-- One round trip of a streamed `GET /messages?format=ndjson|csv`: the next matches after the
+-- last row sent, in (ts, message_id) order (keyset, so each round trip costs the same however
+-- deep into the export it is).
+--
+--   $1 from, $2 to, $3 since, $4 until      the filters; NULL when not given
+--   $5                                      the ILIKE pattern (escaped, wrapped in %); NULL: none
+--   $6 $7                                   the last row sent (ts, message_id); NULL at first
+--   $8                                      whether to read `raw`
+--   $9                                      rows per round trip
+--
+-- The filters are those of page_with_counted_total.sql. The read pool plans every execution
+-- with the actual values, so NULL filters fold away, and `m.ts >= $6` (implied by the row
+-- comparison, which the planner cannot prune partitions by) leaves out the partitions already
+-- sent. The scan is the (ts, message_id) index, or a sender's or recipient's, in order, and
+-- stops after $9 matches.
+SELECT m.message_id, m.from_msisdn, m.to_msisdn, m.ts, m.ts_raw, m.text, m.msg_type,
+       CASE WHEN $8::boolean THEN m.raw END AS raw
+FROM messages m
+WHERE ($1::text IS NULL OR m.from_msisdn = $1)
+  AND ($2::text IS NULL OR m.to_msisdn = $2)
+  AND ($3::timestamptz IS NULL OR m.ts >= $3)
+  AND ($4::timestamptz IS NULL OR m.ts < $4)
+  AND ($5::text IS NULL OR m.text ILIKE $5)
+  AND ($6::timestamptz IS NULL OR m.ts >= $6)
+  AND ($6::timestamptz IS NULL OR (m.ts, m.message_id) > ($6, $7::text))
+ORDER BY m.ts, m.message_id
+LIMIT $9
