@@ -40,9 +40,9 @@ export TEST_NATS_URL=$NATS_URL TEST_DATABASE_URL=$DATABASE_URL
 if [[ ${NEXTEST:-1} != 0 ]] && cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-run "$@"
   finish_prepare
-  cargo nextest run --workspace "$@"
-  # Nextest does not run doctests.
+  # Nextest does not run doctests; they go first, so that nextest's summary closes the run.
   if ((full)); then cargo test --workspace --doc; fi
+  cargo nextest run --workspace "$@"
 else
   cargo test --workspace --no-run "$@"
   finish_prepare
