@@ -9,15 +9,14 @@ cd "$(dirname "$0")/.."
 source scripts/services.sh
 
 VENV=.data/check-jsonschema-venv
-if [[ ! -x $VENV/bin/check-jsonschema ]]; then
-  rm -rf "$VENV"
-  python3 -m venv "$VENV" 2>/dev/null || { apt_install python3 python3-venv && python3 -m venv "$VENV"; }
-  "$VENV/bin/pip" install -q "check-jsonschema==${CHECK_JSONSCHEMA_VERSION:-0.39.0}"
-fi
+ensure_venv "$VENV" check-jsonschema "check-jsonschema==${CHECK_JSONSCHEMA_VERSION:-0.39.0}"
+command -v promtool >/dev/null || apt_install --no-install-recommends prometheus || true
+# --install: only the above (test.sh fetches the tools while the tests compile).
+[[ ${1:-} == --install ]] && exit 0
+
 echo "[deploy] docker-compose.yml against the Compose specification" >&2
 "$VENV/bin/check-jsonschema" --builtin-schema vendor.compose-spec docker-compose.yml
 
-command -v promtool >/dev/null || apt_install --no-install-recommends prometheus || true
 if command -v promtool >/dev/null; then
   echo "[deploy] promtool: prometheus.yml and alerts.yml" >&2
   promtool check config deploy/prometheus/prometheus.yml

@@ -4,19 +4,17 @@
 # tests (SKIP_SCHEMATHESIS=1 skips it); when the gateway serves no /openapi.json it says so.
 #
 #   scripts/schemathesis.sh            # build, start NATS/Postgres/worker/gateway, run, stop
+#   scripts/schemathesis.sh --install  # only install schemathesis (into .data/schemathesis-venv)
 #   SCHEMATHESIS_MAX_EXAMPLES=200 scripts/schemathesis.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/services.sh
-ensure_services
 
 VENV=.data/schemathesis-venv
-if [[ ! -x $VENV/bin/schemathesis ]]; then
-  rm -rf "$VENV"
-  # A fresh Debian may have no python3, or one without the venv module.
-  python3 -m venv "$VENV" 2>/dev/null || { apt_install python3 python3-venv && python3 -m venv "$VENV"; }
-  "$VENV/bin/pip" install -q "schemathesis==${SCHEMATHESIS_VERSION:-4.32.5}"
-fi
+ensure_venv "$VENV" schemathesis "schemathesis==${SCHEMATHESIS_VERSION:-4.32.5}"
+# --install: only the above (test.sh fetches it while the tests compile).
+[[ ${1:-} == --install ]] && exit 0
+ensure_services
 
 # GATEWAY_BIN / WORKER_BIN: binaries to use instead of building (test.sh passes its own).
 if [[ -z ${GATEWAY_BIN:-} || -z ${WORKER_BIN:-} ]]; then

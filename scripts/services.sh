@@ -36,14 +36,15 @@ wait_port() { # host port seconds what
   done
 }
 
-APT_UPDATED=0
+# Exported once the lists are fresh, so the scripts that test.sh runs do not update them again.
+APT_UPDATED=${APT_UPDATED:-0}
 apt_install() {
   if [[ $(id -u) -ne 0 ]]; then
     if command -v sudo >/dev/null; then SUDO=sudo; else
       log "$* is missing and this is not root: install it (apt-get install $*) and rerun"; return 1
     fi
   else SUDO=""; fi
-  if ((APT_UPDATED == 0)); then $SUDO apt-get update -qq; APT_UPDATED=1; fi
+  if ((APT_UPDATED == 0)); then $SUDO apt-get update -qq; export APT_UPDATED=1; fi
   log "installing $*"
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$@" >/dev/null
 }
@@ -98,6 +99,19 @@ ensure_postgres() {
   printf '%s\n' "$pgdata" >"$DATA/pg.datadir"
   wait_port "$host" "$port" 30 postgres
 }
+
+# A Python tool from PyPI in a virtualenv of its own, made when DIR/bin/TOOL is missing:
+#   ensure_venv DIR TOOL REQUIREMENT
+ensure_venv() {
+  [[ -x $1/bin/$2 ]] && return 0
+  rm -rf "$1"
+  # A fresh Debian may have no python3, or one without the venv module.
+  python3 -m venv "$1" 2>/dev/null || { apt_install python3 python3-venv && python3 -m venv "$1"; }
+  "$1/bin/pip" install -q "$3"
+}
+
+# CI builds from nothing once: incremental compilation only adds its bookkeeping there.
+if [[ -n ${CI:-} ]]; then export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}; fi
 
 # The gateway links jemalloc (tikv-jemalloc-sys), whose build runs `make`; a fresh Debian with
 # rustup has gcc but not always make. Every script that builds sources this file.
