@@ -296,22 +296,6 @@ async fn streaming_formats_refuse_page_parameters_and_unknown_values() {
     gateway.stop().await.unwrap();
 }
 
-/// Rows straight into `messages`: enough that an export a client does not read fills the
-/// sockets' buffers and waits, holding its slot.
-async fn seed(env: &TestEnv, rows: i64) {
-    sqlx::query(
-        "INSERT INTO messages (message_id, from_msisdn, to_msisdn, ts, ts_raw, text)
-         SELECT 's' || lpad(i::text, 7, '0'), '+911', '+142',
-                timestamptz '2025-01-15T00:00:00Z' + i * interval '1 second',
-                'seeded', repeat('x', 200)
-         FROM generate_series(1, $1) AS i",
-    )
-    .bind(rows)
-    .execute(&env.db)
-    .await
-    .unwrap();
-}
-
 const SEEDED: i64 = 100_000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -324,7 +308,7 @@ async fn exports_past_the_limit_are_refused_until_one_ends() {
         ]))
         .await;
     env.wait_stream_ready().await;
-    seed(&env, SEEDED).await;
+    integration_tests::seed_messages(&env, SEEDED).await;
 
     let mut holding = export(&env, &gateway, "format=ndjson").await;
     assert_eq!(holding.status(), 200);

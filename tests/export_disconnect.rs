@@ -6,22 +6,6 @@ use std::time::Duration;
 
 use integration_tests::{Running, TestEnv, eventually, metric_value, scrape_metrics};
 
-/// Rows straight into `messages`: enough that an export a client does not read fills the
-/// sockets' buffers and waits, holding its slot.
-async fn seed(env: &TestEnv, rows: i64) {
-    sqlx::query(
-        "INSERT INTO messages (message_id, from_msisdn, to_msisdn, ts, ts_raw, text)
-         SELECT 's' || lpad(i::text, 7, '0'), '+911', '+142',
-                timestamptz '2025-01-15T00:00:00Z' + i * interval '1 second',
-                'seeded', repeat('x', 200)
-         FROM generate_series(1, $1) AS i",
-    )
-    .bind(rows)
-    .execute(&env.db)
-    .await
-    .unwrap();
-}
-
 const SEEDED: i64 = 100_000;
 
 async fn exports_in_progress(env: &TestEnv, gateway: &Running) -> f64 {
@@ -39,7 +23,7 @@ async fn a_client_that_goes_away_stops_the_export() {
         .start_gateway(env.gateway_config(&[("EXPORT_BATCH_ROWS", "1000")]))
         .await;
     env.wait_stream_ready().await;
-    seed(&env, SEEDED).await;
+    integration_tests::seed_messages(&env, SEEDED).await;
 
     let mut response = env
         .http

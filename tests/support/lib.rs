@@ -416,3 +416,19 @@ pub async fn post_signed(http: &reqwest::Client, url: String, body: String) -> u
         .status()
         .as_u16()
 }
+
+/// `rows` rows straight into `messages` (one sender, one second apart, 200-character texts):
+/// enough that an export a client does not read fills the sockets' buffers and waits.
+pub async fn seed_messages(env: &TestEnv, rows: i64) {
+    sqlx::query(
+        "INSERT INTO messages (message_id, from_msisdn, to_msisdn, ts, ts_raw, text)
+         SELECT 's' || lpad(i::text, 7, '0'), '+911', '+142',
+                timestamptz '2025-01-15T00:00:00Z' + i * interval '1 second',
+                'seeded', repeat('x', 200)
+         FROM generate_series(1, $1) AS i",
+    )
+    .bind(rows)
+    .execute(&env.db)
+    .await
+    .unwrap();
+}
