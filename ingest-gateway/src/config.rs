@@ -43,6 +43,9 @@ pub struct Config {
     pub max_concurrent_exports: usize,
     /// Rows an export reads per round trip: the memory one export holds, and how often it asks.
     pub export_batch_rows: i64,
+    /// Rows per second one export is paced to (0: unpaced), so that exports leave the database
+    /// and the gateway's threads to the ingest path.
+    pub export_rows_per_sec: u32,
     /// Whether `messages` keeps the trigram index for `q=` (`SEARCH_INDEX`, same on every binary).
     pub search_index: SearchIndex,
     /// Read-your-writes: how long a read may wait for the messages acknowledged before it to be
@@ -119,6 +122,12 @@ impl Config {
             )?,
             max_concurrent_exports: parse_in_range(env, "MAX_CONCURRENT_EXPORTS", 2, 1..=1000)?,
             export_batch_rows: parse_in_range(env, "EXPORT_BATCH_ROWS", 1000, 1..=100_000)?,
+            export_rows_per_sec: parse_in_range(
+                env,
+                "EXPORT_ROWS_PER_SEC",
+                120_000,
+                0..=100_000_000,
+            )?,
             search_index: SearchIndex::from_env(env)?,
             read_consistency_timeout: millis_or(
                 env,

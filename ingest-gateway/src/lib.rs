@@ -120,6 +120,8 @@ impl Application {
             exports: std::sync::Arc::new(tokio::sync::Semaphore::new(
                 config.max_concurrent_exports,
             )),
+            encode_thread: read::encode_thread::EncodeThread::start()
+                .context("cannot start the export encoding thread")?,
             config,
             nats: client,
             jetstream,

@@ -26,6 +26,8 @@ pub struct Inner {
     pub watermark: crate::consistency::Watermark,
     /// One permit per export in progress (`MAX_CONCURRENT_EXPORTS`).
     pub exports: Arc<tokio::sync::Semaphore>,
+    /// Where exports encode their rows (read/encode_thread.rs).
+    pub encode_thread: crate::read::encode_thread::EncodeThread,
 }
 
 impl AppState {

@@ -5,6 +5,7 @@
 
 pub mod cursor;
 pub mod encode;
+pub mod encode_thread;
 pub mod export;
 pub mod format;
 pub mod one;

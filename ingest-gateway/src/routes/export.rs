@@ -29,7 +29,14 @@ pub fn respond(state: &AppState, db: PgPool, params: Params) -> Result<Response,
     );
     let content_type = params.format.content_type();
     let format = params.format.name();
-    let export = Export::new(db, params, state.config.export_batch_rows, permit);
+    let export = Export::new(
+        db,
+        params,
+        state.config.export_batch_rows,
+        state.config.export_rows_per_sec,
+        state.encode_thread.clone(),
+        permit,
+    );
     // A failure mid-stream cannot change the status any more: it is logged, and the body ends
     // without its last chunk, so the client sees a broken download rather than a short file.
     let body = futures::TryStreamExt::inspect_err(export.into_stream(), move |error| {
