@@ -248,10 +248,8 @@ for knob in QUICK SEARCH_INDEX BENCH_TEXT BENCH_WORKERS BENCH_REQUESTS BENCH_CAS
   [[ -n ${!knob:-} && ${!knob} != 0 ]] && COMMAND+="$knob=${!knob// /,} "
 done
 COMMAND+="scripts/bench.sh"
-SECTION=$(cat <<EOF
-<!-- ingest-bench:begin (written by scripts/bench.sh; edit outside these markers) -->
-## Ingest: last run
-
+# The run's context goes beside the raw results and to the terminal; BENCHMARKS.md gets the table.
+cat >"$OUT/context.md" <<EOF
 | | |
 |---|---|
 | command | \`$COMMAND\` (BENCH_WORKERS=$WORKERS; $HTTP_N requests per closed-loop case; open loop ${OPEN_SECS} s; backlog $DRAIN_N) |
@@ -262,15 +260,9 @@ SECTION=$(cat <<EOF
 | CPU priority | gateway and generator at nice $NICE; workers, NATS and Postgres at 0 (\`BENCH_NICE\`) |
 | search index | \`SEARCH_INDEX=$SEARCH\`; text lengths \`${BENCH_TEXT:-chat}\` (\`BENCH_TEXT\`) |
 | services | nats-server $(nats-server --version 2>/dev/null | sed 's/^nats-server: //'), $(psql --version | sed 's/^psql (PostgreSQL) /PostgreSQL /'), synchronous_commit=$(psql -tA "$BENCH_URL" -c 'show synchronous_commit') |
-
-CPU is the average over the case in % of one core (200 = the whole box); "bench" is the
-generator itself. e2e is a row's \`created_at\` (its transaction's start) minus the first send of
-that message that got a 200.
-
-$TABLES
-<!-- ingest-bench:end -->
 EOF
-)
+cat "$OUT/context.md" >&2
+SECTION=$(printf '%s\n%s\n%s' '<!-- ingest-bench:begin (written by scripts/bench.sh; edit outside these markers) -->' "$TABLES" '<!-- ingest-bench:end -->')
 if [[ ${BENCH_NO_WRITE:-0} == 1 ]]; then
   printf '%s\n' "$SECTION"
   exit 0
@@ -286,4 +278,4 @@ if grep -q '<!-- ingest-bench:begin' BENCHMARKS.md; then
 else
   { echo; cat "$OUT/section.md"; } >>BENCHMARKS.md
 fi
-log "tables written to BENCHMARKS.md (raw results: $RESULTS)"
+log "table written to BENCHMARKS.md (raw results: $RESULTS; the run's context: $OUT/context.md)"
