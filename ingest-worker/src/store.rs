@@ -9,9 +9,9 @@ use chrono::{DateTime, Utc};
 use ingest_shared::read_model::upkeep::{self, Change, Changes, Direction};
 use sqlx::PgPool;
 
-use crate::batch::{Batch, DeadLetter, Kind, Row};
+use crate::batch::{Batch, LOG_TARGET, Row};
 use crate::config::RawPayload;
-use crate::consume::LOG_TARGET;
+use crate::dead_letter::{DeadLetter, Kind};
 
 /// The whole statement, its parameters and why it is shaped so are described in the file.
 const STORE_BATCH: &str = include_str!("sql/store_batch.sql");
