@@ -48,7 +48,7 @@ pub async fn store_batch(
         ts_raw.push(m.ts_raw.as_str());
         texts.push(m.text.as_deref());
         seqs.push(row.stream_seq);
-        kinds.push(m.kind.as_deref());
+        kinds.push(m.msg_type.as_deref());
         // Sent as text and cast in the statement: the payload's own bytes, no copy or
         // re-serialisation here. A validated body is UTF-8 (its strings were decoded, and JSON
         // has nothing else outside ASCII).
