@@ -149,7 +149,12 @@ async fn store_all(
                     .map(|i| (b * batch + i) as i64)
                     .collect::<Vec<_>>(),
             )
-            .bind(chunk.iter().map(|m| m.kind.as_deref()).collect::<Vec<_>>())
+            .bind(
+                chunk
+                    .iter()
+                    .map(|m| m.msg_type.as_deref())
+                    .collect::<Vec<_>>(),
+            )
             .bind(no_i64)
             .bind(no_text)
             .bind(no_bytes)

@@ -14,7 +14,6 @@ mod observe;
 mod openapi;
 mod overload;
 mod prefer;
-mod publisher;
 mod read;
 mod readiness;
 mod replica;
@@ -106,8 +105,8 @@ impl Application {
         let listener = TcpListener::bind(config.addr)
             .await
             .with_context(|| format!("GATEWAY_ADDR: cannot listen on {}", config.addr))?;
-        let publisher =
-            publisher::Publisher::spawn(jetstream.clone(), config.max_inflight_publishes);
+        let batcher =
+            ingest::batcher::Batcher::spawn(jetstream.clone(), config.max_inflight_publishes);
         let watermark = consistency::Watermark::spawn(
             client.clone(),
             jetstream.clone(),
@@ -125,7 +124,7 @@ impl Application {
             config,
             nats: client,
             jetstream,
-            publisher,
+            batcher,
             db,
             replica,
             metrics,

@@ -14,8 +14,8 @@ pub struct Inner {
     pub config: Config,
     pub nats: async_nats::Client,
     pub jetstream: jetstream::Context,
-    /// Every `/webhook` publish goes through it (see publisher.rs).
-    pub publisher: crate::publisher::Publisher,
+    /// Every publish to JetStream goes through it (see ingest/batcher.rs).
+    pub batcher: crate::ingest::batcher::Batcher,
     pub subject: async_nats::Subject,
     pub db: PgPool,
     /// The read API's databases: `DATABASE_READ_URL`, and the primary while a replica there

@@ -3,16 +3,20 @@
 use std::collections::HashSet;
 use std::fmt::Display;
 
-use async_nats::HeaderMap;
 use async_nats::jetstream::{self, AckKind};
 use bytes::Bytes;
 use ingest_shared::message::{self, Message};
 use ingest_shared::telemetry::{self, TRACEPARENT_HEADER};
 use ingest_shared::{RECEIVED_AT_HEADER, REQUEST_ID_HEADER};
-use sha2::{Digest, Sha256};
 
-use crate::consume::LOG_TARGET;
+use crate::dead_letter::{DeadLetter, Kind};
 use crate::metrics::{MESSAGES_CONSUMED, REDELIVERIES};
+
+/// The target of every log line about the consumer's messages, whichever module writes it
+/// (batch.rs, commit.rs, store.rs, max_deliveries.rs). Spelled out rather than `module_path!()`:
+/// it is the pull loop's module path, which operators filter on (docs/operations.md), and it
+/// lives here, at the bottom of the chain, so that the modules above import it downward.
+pub const LOG_TARGET: &str = "ingest_worker::consume";
 
 /// A message to insert.
 pub struct Row {
@@ -22,66 +26,6 @@ pub struct Row {
     pub stream_seq: i64,
     /// Which of the batch's messages it came from.
     index: usize,
-}
-
-/// Why a message is a dead letter: the `kind` column of `dead_letters`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// The payload is not a valid message.
-    Invalid,
-    /// The payload is valid, and Postgres refused its row (a constraint, a value out of range).
-    Refused,
-    /// JetStream delivered it `MAX_DELIVER` times and no worker acked it (max_deliveries.rs).
-    MaxDeliveries,
-}
-
-impl Kind {
-    pub const ALL: [Kind; 3] = [Kind::Invalid, Kind::Refused, Kind::MaxDeliveries];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Invalid => "invalid",
-            Kind::Refused => "refused",
-            Kind::MaxDeliveries => "max_deliveries",
-        }
-    }
-}
-
-/// A message that can never be stored, kept in `dead_letters` for triage.
-pub struct DeadLetter {
-    pub kind: Kind,
-    /// Hex SHA-256 of the payload: the same bytes failing again update one row.
-    pub dedup_key: String,
-    pub stream_seq: i64,
-    pub subject: String,
-    pub payload: Vec<u8>,
-    pub reason: String,
-    pub request_id: Option<String>,
-}
-
-impl DeadLetter {
-    /// The one way a message becomes a dead letter, whether pulled (a batch) or read from the
-    /// stream by sequence (max_deliveries.rs).
-    pub fn new(
-        kind: Kind,
-        stream_seq: i64,
-        subject: &str,
-        payload: &[u8],
-        headers: Option<&HeaderMap>,
-        reason: String,
-    ) -> Self {
-        Self {
-            kind,
-            dedup_key: hex::encode(Sha256::digest(payload)),
-            stream_seq,
-            subject: subject.to_owned(),
-            payload: payload.to_vec(),
-            reason,
-            request_id: headers
-                .and_then(|h| h.get(REQUEST_ID_HEADER))
-                .map(|v| v.as_str().to_owned()),
-        }
-    }
 }
 
 pub struct Batch {

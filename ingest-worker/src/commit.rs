@@ -7,14 +7,33 @@ use ingest_shared::retry::Backoff;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use crate::Config;
-use crate::batch::{Batch, Trace};
-use crate::consume::{Flow, LOG_TARGET};
+use crate::batch::{Batch, LOG_TARGET, Trace};
+use crate::config::Config;
 use crate::metrics::{
     BATCH_SIZE, BATCHES, COMMIT_LATENCY_MS, DB_ERRORS, DEAD_LETTERS, DUPLICATES_SKIPPED,
     END_TO_END_LATENCY_MS, ROWS_INSERTED,
 };
 use crate::store;
+
+/// What the pull loop (consume.rs) does once a batch is done with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    /// Shutdown during an outage, or the stop-after-commit fault: the loop hands back what it
+    /// holds and returns.
+    Stop,
+}
+
+impl Flow {
+    /// `Stop` if either is.
+    pub fn max_stop(self, other: Flow) -> Flow {
+        if self == Flow::Stop || other == Flow::Stop {
+            Flow::Stop
+        } else {
+            Flow::Continue
+        }
+    }
+}
 
 /// Stores a batch, records it in the metrics and the log, and acks it; on shutdown during an
 /// outage, hands it back unacked and returns [`Flow::Stop`].

@@ -13,24 +13,14 @@ use sqlx::PgPool;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::Config;
 use crate::batch::{Batch, Trace};
-use crate::commit;
-
-/// The target of every log line about the consumer's messages, whichever module writes it
-/// (batch.rs, commit.rs, store.rs): operators filter on it (docs/operations.md).
-pub const LOG_TARGET: &str = module_path!();
+use crate::commit::{self, Flow};
+use crate::config::Config;
 
 pub struct Consumer {
     pub config: Config,
     pub jetstream: jetstream::Context,
     pub db: PgPool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Flow {
-    Continue,
-    Stop,
 }
 
 /// Collects the batches that have finished, and waits until fewer than `limit` are in flight.
@@ -54,16 +44,6 @@ fn finished(done: Result<Flow, tokio::task::JoinError>) -> Flow {
         tracing::error!(%error, "a batch task failed; its messages will be redelivered");
         Flow::Continue
     })
-}
-
-impl Flow {
-    fn max_stop(self, other: Flow) -> Flow {
-        if self == Flow::Stop || other == Flow::Stop {
-            Flow::Stop
-        } else {
-            Flow::Continue
-        }
-    }
 }
 
 impl Consumer {
@@ -202,5 +182,18 @@ async fn hand_back(messages: &mut pull::Stream) {
     }
     if handed_back > 0 {
         tracing::info!(handed_back, "buffered messages handed back");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The lines the other modules write under `batch::LOG_TARGET` and this module's own lines
+    /// share one target, so one filter follows a message through the worker.
+    #[test]
+    fn the_consumer_log_target_is_this_module() {
+        assert_eq!(
+            module_path!().strip_suffix("::tests"),
+            Some(crate::batch::LOG_TARGET)
+        );
     }
 }

@@ -1,12 +1,17 @@
 //! The durable consumer: pulls batches from JetStream, writes each in one transaction (an
 //! idempotent insert, then the read model's upkeep), acks after the commit. Serves health and
 //! metrics over HTTP. `main.rs` is a thin shell over [`Application`], so tests run it in-process.
+//!
+//! The modules import one another one way, down the chain consume -> commit -> store -> batch ->
+//! dead_letter (max_deliveries beside commit, everything over metrics and config), so that a
+//! change to a lower one never has to look up; a test below fails on any circle.
 
 mod batch;
 mod cli;
 mod commit;
 mod config;
 mod consume;
+mod dead_letter;
 mod max_deliveries;
 mod metrics;
 pub mod partitions;
@@ -185,3 +190,70 @@ fn router(state: AppState) -> Router {
 }
 
 ingest_shared::impl_service!(Application, Config, Cli, "ingest-worker");
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    #[test]
+    fn the_modules_import_one_another_without_a_circle() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let sources: BTreeMap<String, String> = std::fs::read_dir(&dir)
+            .expect("src/ is readable")
+            .map(|entry| entry.expect("a directory entry").path())
+            .filter(|path| path.extension().is_some_and(|ext| ext == "rs"))
+            .map(|path| {
+                let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+                (name, std::fs::read_to_string(&path).expect("a source file"))
+            })
+            .filter(|(name, _)| name != "lib" && name != "main")
+            .collect();
+        // Imports through the crate root or in braces would hide an edge from the search below.
+        for (name, source) in &sources {
+            for hidden in ["crate::{", "crate::Config", "crate::Faults", "crate::Cli"] {
+                assert!(
+                    !source.contains(hidden),
+                    "{name}.rs: import `{hidden}` by its module path"
+                );
+            }
+        }
+        let mut imports: BTreeMap<&str, BTreeSet<&str>> = sources
+            .iter()
+            .map(|(name, source)| {
+                let used = sources
+                    .keys()
+                    .filter(|other| *other != name)
+                    .filter(|other| {
+                        source
+                            .match_indices(&format!("crate::{other}"))
+                            .any(|(at, path)| {
+                                !source[at + path.len()..]
+                                    .starts_with(|c: char| c == '_' || c.is_alphanumeric())
+                            })
+                    })
+                    .map(String::as_str)
+                    .collect();
+                (name.as_str(), used)
+            })
+            .collect();
+        // Takes away, round by round, the modules that import nothing left; what remains when
+        // none can go is in a circle or above one.
+        loop {
+            let leaves: Vec<&str> = imports
+                .iter()
+                .filter(|(_, used)| used.iter().all(|u| !imports.contains_key(u)))
+                .map(|(name, _)| *name)
+                .collect();
+            if leaves.is_empty() {
+                break;
+            }
+            for leaf in leaves {
+                imports.remove(leaf);
+            }
+        }
+        assert!(
+            imports.is_empty(),
+            "modules in or above a circle: {imports:?}"
+        );
+    }
+}

@@ -35,10 +35,9 @@ use serde::Deserialize;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use crate::Config;
-use crate::batch::{DeadLetter, Kind};
-use crate::config::RawPayload;
-use crate::consume::LOG_TARGET;
+use crate::batch::LOG_TARGET;
+use crate::config::{Config, RawPayload};
+use crate::dead_letter::{DeadLetter, Kind};
 use crate::metrics::{DEAD_LETTERS, MAX_DELIVERIES};
 use crate::store;
 

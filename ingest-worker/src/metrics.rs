@@ -2,7 +2,7 @@
 //! through the `metrics` crate's macros with these names. docs/operations.md documents each
 //! series, and tests/observability.rs checks that table against what the worker exports.
 
-use crate::batch::Kind;
+use crate::dead_letter::Kind;
 
 pub const MESSAGES_CONSUMED: &str = "worker_messages_consumed_total";
 pub const ROWS_INSERTED: &str = "worker_rows_inserted_total";

@@ -4,7 +4,7 @@ use async_nats::jetstream;
 use metrics_exporter_prometheus::PrometheusHandle;
 use sqlx::PgPool;
 
-use crate::Config;
+use crate::config::Config;
 
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);

@@ -9,9 +9,9 @@ use chrono::{DateTime, Utc};
 use ingest_shared::read_model::upkeep::{self, Change, Changes, Direction};
 use sqlx::PgPool;
 
-use crate::batch::{Batch, DeadLetter, Kind, Row};
+use crate::batch::{Batch, LOG_TARGET, Row};
 use crate::config::RawPayload;
-use crate::consume::LOG_TARGET;
+use crate::dead_letter::{DeadLetter, Kind};
 
 /// The whole statement, its parameters and why it is shaped so are described in the file.
 const STORE_BATCH: &str = include_str!("sql/store_batch.sql");
@@ -48,7 +48,7 @@ pub async fn store_batch(
         ts_raw.push(m.ts_raw.as_str());
         texts.push(m.text.as_deref());
         seqs.push(row.stream_seq);
-        kinds.push(m.kind.as_deref());
+        kinds.push(m.msg_type.as_deref());
         // Sent as text and cast in the statement: the payload's own bytes, no copy or
         // re-serialisation here. A validated body is UTF-8 (its strings were decoded, and JSON
         // has nothing else outside ASCII).

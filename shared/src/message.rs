@@ -25,8 +25,9 @@ pub struct Message {
     /// `ts` exactly as the sender wrote it; the read API returns this.
     pub ts_raw: String,
     pub text: Option<String>,
-    /// The sender's message type (`text`, `image`, …), when it says one; WhatsApp does.
-    pub kind: Option<String>,
+    /// The sender's message type (`text`, `image`, …), when it says one; WhatsApp does. The
+    /// body's `type`, stored as `messages.msg_type`.
+    pub msg_type: Option<String>,
 }
 
 /// One entry of a 422 body: `{"loc":["body","from"],"msg":"...","type":"..."}`.
@@ -102,7 +103,7 @@ struct Wire<'a> {
     #[serde(borrow, default)]
     text: Option<Cow<'a, str>>,
     #[serde(borrow, default, rename = "type")]
-    kind: Option<Cow<'a, str>>,
+    msg_type: Option<Cow<'a, str>>,
 }
 
 const FIELDS: [&str; 4] = ["message_id", "from", "to", "ts"];
@@ -183,12 +184,12 @@ fn validate(wire: Wire<'_>) -> Result<Message, ValidationErrors> {
         }
     };
 
-    let kind = match wire.kind {
+    let msg_type = match wire.msg_type {
         None => None,
-        Some(kind) => {
-            if kind.is_empty()
-                || kind.chars().count() > MAX_TYPE_CHARS
-                || kind.chars().any(char::is_control)
+        Some(msg_type) => {
+            if msg_type.is_empty()
+                || msg_type.chars().count() > MAX_TYPE_CHARS
+                || msg_type.chars().any(char::is_control)
             {
                 errors.push(FieldError::field(
                     "type",
@@ -198,7 +199,7 @@ fn validate(wire: Wire<'_>) -> Result<Message, ValidationErrors> {
                     ),
                 ));
             }
-            Some(kind.into_owned())
+            Some(msg_type.into_owned())
         }
     };
 
@@ -211,7 +212,7 @@ fn validate(wire: Wire<'_>) -> Result<Message, ValidationErrors> {
                 ts,
                 ts_raw,
                 text,
-                kind,
+                msg_type,
             })
         }
         _ => Err(ValidationErrors(errors)),

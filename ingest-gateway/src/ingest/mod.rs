@@ -4,6 +4,7 @@
 //! [`Sender`] for what is its own (where the signature is, what the body holds) and calls
 //! [`receive`] from its handler.
 
+pub(crate) mod batcher;
 mod body;
 pub(crate) mod publish;
 mod signature;

@@ -51,11 +51,11 @@ pub(crate) async fn publish(
     let started = Instant::now();
     let acked = tokio::time::timeout(state.config.publish_timeout, async {
         let pending = state
-            .publisher
+            .batcher
             .publish(state.subject.clone(), nats_headers, body)
             .await
             .map_err(|_| {
-                tracing::error!("the publisher task is gone");
+                tracing::error!("the batcher task is gone");
                 unavailable("publish not sent")
             })?
             .map_err(|e| {

@@ -43,7 +43,7 @@ pub struct WebhookMessage {
     /// The sender's message type (`text`, `image`, …), stored as given; 1 to 64 characters.
     #[serde(rename = "type")]
     #[schema(max_length = 64, example = "text")]
-    pub kind: Option<String>,
+    pub msg_type: Option<String>,
 }
 
 #[utoipa::path(

@@ -74,7 +74,7 @@ struct Canonical<'a> {
     ts: String,
     text: Option<String>,
     #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
-    kind: Option<&'a Value>,
+    msg_type: Option<&'a Value>,
     whatsapp: Original<'a>,
 }
 
@@ -222,17 +222,17 @@ fn convert(wa: &RawValue, change: &Around<'_>) -> Result<Unpacked, ValidationErr
             format!("+{f}")
         }
     });
-    let kind = field("type");
+    let msg_type = field("type");
     let body = Canonical {
         message_id: field("id"),
         // A `from` of the wrong type is passed on as it is, for the validator to name.
         from: from.or_else(|| field("from").map(Value::to_string)),
         to: change.to,
         ts: ts.unwrap_or_else(|| "invalid unix timestamp".into()),
-        text: kind
+        text: msg_type
             .and_then(Value::as_str)
             .and_then(|kind| text::derive(kind, &parsed)),
-        kind,
+        msg_type,
         whatsapp: Original {
             message: text::Kept::of(wa),
             metadata: change.metadata.map(text::Kept::of),

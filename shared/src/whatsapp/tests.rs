@@ -41,7 +41,7 @@ fn every_fixture_maps_to_its_type_and_text() {
         let body = &envelope.messages[0].body;
         let m = parse(body).unwrap();
         assert_eq!(
-            m.kind.as_deref(),
+            m.msg_type.as_deref(),
             want["msg_type"].as_str(),
             "{name}: msg_type"
         );
@@ -146,10 +146,10 @@ fn text_and_image_messages_unpack() {
         first.text.as_deref(),
         Some("Does it come in another color?")
     );
-    assert_eq!(first.kind.as_deref(), Some("text"));
+    assert_eq!(first.msg_type.as_deref(), Some("text"));
     let second = parse(&envelope.messages[1].body).unwrap();
     assert_eq!(second.text.as_deref(), Some("this one"));
-    assert_eq!(second.kind.as_deref(), Some("image"));
+    assert_eq!(second.msg_type.as_deref(), Some("image"));
 }
 
 #[test]

@@ -1,4 +1,5 @@
-//! Hands the publishes of concurrent requests to NATS together.
+//! The batcher: one task that hands the publishes of concurrent requests to NATS together
+//! (publish.rs sends each message through it and awaits its PubAck).
 //!
 //! When each request task publishes on its own, the NATS client's connection task is woken
 //! right after each one (tokio runs a freshly woken task next) and writes every message in a
@@ -27,16 +28,16 @@ struct Job {
 
 /// The handle requests publish through; the task behind it ends when the last handle is dropped.
 #[derive(Clone)]
-pub struct Publisher {
+pub struct Batcher {
     jobs: mpsc::Sender<Job>,
 }
 
-/// The publisher task is gone (it only stops when every handle is dropped, so this is a bug or
+/// The batcher task is gone (it only stops when every handle is dropped, so this is a bug or
 /// a runtime shutting down).
 #[derive(Debug)]
 pub struct Closed;
 
-impl Publisher {
+impl Batcher {
     /// `capacity` bounds the publishes queued but not yet handed to the client; the client's own
     /// in-flight bound (`max_ack_inflight`) applies after that.
     pub fn spawn(jetstream: jetstream::Context, capacity: usize) -> Self {
