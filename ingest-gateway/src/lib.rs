@@ -15,6 +15,7 @@ mod openapi;
 mod overload;
 mod prefer;
 mod publisher;
+mod query;
 mod read;
 mod readiness;
 mod replica;
