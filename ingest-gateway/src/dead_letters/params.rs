@@ -63,14 +63,14 @@ const ALL: Param = Param::new(
 const LIST_FILTERS: [Param; 3] = [
     REASON
         .described(
-            "Case-insensitive substring of the reason; `%`, `_` and `\\` match literally. Empty: no
-filter. A NUL character is refused (422).",
+            "Case-insensitive substring of the reason; `%`, `_` and `\\` match literally. Empty: no\n\
+            filter. A NUL character is refused (422).",
         )
         .example("refused by postgres"),
     SINCE
         .described(
-            "Only dead letters last seen at or after this time: `YYYY-MM-DDTHH:MM:SS[.fraction]Z`, a
-date `YYYY-MM-DD` (midnight UTC), or an RFC 3339 time with an offset.",
+            "Only dead letters last seen at or after this time: `YYYY-MM-DDTHH:MM:SS[.fraction]Z`, a\n\
+            date `YYYY-MM-DD` (midnight UTC), or an RFC 3339 time with an offset.",
         )
         .example("2025-01-15T10:00:00Z"),
     UNTIL.described("Only dead letters last seen before this time; same formats as `since`."),
@@ -82,8 +82,8 @@ const REDRIVE_FILTERS: [Param; 3] = [
     ),
     SINCE,
     UNTIL.described(
-        "Only dead letters last seen before this time. A loop that passes the time it started
-ends even if some payloads fail again, since those come back with a newer `last_seen`.",
+        "Only dead letters last seen before this time. A loop that passes the time it started\n\
+        ends even if some payloads fail again, since those come back with a newer `last_seen`.",
     ),
 ];
 /// The filters as `DELETE /admin/dead-letters` describes them.

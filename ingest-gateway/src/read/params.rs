@@ -51,8 +51,8 @@ pub const TO: Param =
 const SINCE: Param = Param::new(
     "since",
     Kind::Time,
-    "Only messages with `ts >= since`. `YYYY-MM-DDTHH:MM:SS[.fraction]Z`, a date
-`YYYY-MM-DD` (midnight UTC), or an RFC 3339 time with an offset (`+05:30`).",
+    "Only messages with `ts >= since`. `YYYY-MM-DDTHH:MM:SS[.fraction]Z`, a date\n\
+    `YYYY-MM-DD` (midnight UTC), or an RFC 3339 time with an offset (`+05:30`).",
 )
 .example("2025-01-15T10:00:00Z");
 const UNTIL: Param = Param::new(
@@ -75,8 +75,8 @@ const FORMAT: Param = Param::new(
     Kind::Text {
         pattern: Some("^(json|ndjson|csv)?$"),
     },
-    "`json` (default; also when empty): a page. `ndjson` or `csv`: every match of the filters, streamed in
-`ts, message_id` order as a download; `limit`, `offset` and `cursor` are refused with it.",
+    "`json` (default; also when empty): a page. `ndjson` or `csv`: every match of the filters, streamed in\n\
+    `ts, message_id` order as a download; `limit`, `offset` and `cursor` are refused with it.",
 )
 .example("ndjson");
 const INCLUDE: Param = Param::new(
@@ -84,8 +84,8 @@ const INCLUDE: Param = Param::new(
     Kind::Text {
         pattern: Some("^(raw)?$"),
     },
-    "`raw`: each NDJSON line also carries the payload the message came from (`format=ndjson`
-only).",
+    "`raw`: each NDJSON line also carries the payload the message came from (`format=ndjson`\n\
+    only).",
 );
 
 /// Every parameter, in the order the OpenAPI document lists them.

@@ -49,15 +49,15 @@ const BUCKET: Param = Param::new(
 const SINCE: Param = Param::new(
     "since",
     Kind::Time,
-    "Only messages with `ts >= since` (formats as in `/messages`). A bucket that `since` cuts
-counts only its rows at or after `since`.",
+    "Only messages with `ts >= since` (formats as in `/messages`). A bucket that `since` cuts\n\
+    counts only its rows at or after `since`.",
 )
 .example("2025-01-15T10:00:00Z");
 const UNTIL: Param = Param::new(
     "until",
     Kind::Time,
-    "Only messages with `ts < until`; same formats. A bucket that `until` cuts counts only its
-rows before `until`.",
+    "Only messages with `ts < until`; same formats. A bucket that `until` cuts counts only its\n\
+    rows before `until`.",
 );
 
 /// A validated request.
