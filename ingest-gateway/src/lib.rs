@@ -14,6 +14,7 @@ mod observe;
 mod openapi;
 mod overload;
 mod prefer;
+mod query;
 mod read;
 mod readiness;
 mod replica;
@@ -34,7 +35,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use utoipa_axum::router::OpenApiRouter;
 
-pub use crate::metrics::WEBHOOK_RESULTS;
+pub use crate::routes::webhook::RESULTS as WEBHOOK_RESULTS;
 pub use cli::Cli;
 pub use config::Config;
 pub use error::ApiError;
@@ -53,7 +54,7 @@ impl Application {
     /// Postgres has to be up: the gateway starts not-ready and becomes ready when they answer.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let metrics = telemetry::metrics_handle();
-        crate::metrics::register(&config);
+        crate::metrics::register(&config, &routes::SENDERS);
 
         let client = nats::connect(&config.nats.url, "ingest-gateway")
             .await

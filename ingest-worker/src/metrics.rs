@@ -1,6 +1,11 @@
-//! The worker's metrics: every name once, and their registration at start-up. Call sites record
-//! through the `metrics` crate's macros with these names. docs/operations.md documents each
-//! series, and tests/observability.rs checks that table against what the worker exports.
+//! The worker's metrics: every name once, one table ([`TABLE`]) of their kind, help and labels,
+//! and their registration at start-up. Call sites record through the `metrics` crate's macros
+//! with these names; a name missing from the table fails the unit test below.
+//! docs/operations.md documents each series, and tests/observability.rs checks that table
+//! against what the worker exports.
+
+use ::metrics::Unit;
+use ingest_shared::metric::Metric;
 
 use crate::dead_letter::Kind;
 
@@ -33,106 +38,172 @@ pub const DB_POOL_CONNECTIONS: &str = "worker_db_pool_connections";
 /// Labelled `reason` = `invalid` | `refused` | `max_deliveries` (the `kind` column).
 pub const DEAD_LETTERS_STORED: &str = "worker_dead_letters_stored";
 
+/// Every metric of the worker, with its help.
+const TABLE: [Metric; 22] = [
+    Metric::new_counter(
+        MESSAGES_CONSUMED,
+        "Messages taken off the consumer (redeliveries included)",
+    ),
+    Metric::new_counter(ROWS_INSERTED, "New rows committed to Postgres"),
+    Metric::new_counter(
+        DUPLICATES_SKIPPED,
+        "Messages that made no new row: already stored, or repeated within a batch",
+    ),
+    Metric::new_counter(
+        REDELIVERIES,
+        "Messages delivered more than once by JetStream",
+    ),
+    Metric::new_counter(
+        DEAD_LETTERS,
+        "Messages that can never be stored, written to dead_letters and terminated",
+    ),
+    Metric::new_counter(BATCHES, "Batches committed"),
+    Metric::new_counter(DB_ERRORS, "Failed batch writes (each is retried)"),
+    Metric::new_counter(
+        RETENTION_DELETED,
+        "Rows deleted by retention (RETENTION_DAYS)",
+    ),
+    Metric::new_counter(
+        PARTITIONS_CREATED,
+        "Partitions of messages created ahead of time (PARTITION_INTERVAL)",
+    ),
+    Metric::new_counter(
+        PARTITIONS_DROPPED,
+        "Expired partitions of messages dropped whole by retention",
+    ),
+    Metric::new_counter(
+        MAX_DELIVERIES,
+        "Messages not acknowledged after MAX_DELIVER deliveries, moved to dead_letters and deleted from the stream",
+    ),
+    Metric::new_histogram(BATCH_SIZE, "Messages per batch").unit(Unit::Count),
+    Metric::new_histogram(COMMIT_LATENCY_MS, "Time to store one batch in Postgres")
+        .unit(Unit::Milliseconds),
+    Metric::new_histogram(
+        END_TO_END_LATENCY_MS,
+        "From the gateway receiving a webhook to the worker committing it",
+    )
+    .unit(Unit::Milliseconds),
+    Metric::new_histogram(
+        PARTITION_DROP_READERS_BLOCKED_MS,
+        "Time reads waited on an expired partition's retirement: its TRUNCATE and the DROP of the emptied table",
+    )
+    .unit(Unit::Milliseconds),
+    Metric::new_histogram(
+        PARTITION_DROP_WRITERS_BLOCKED_MS,
+        "Time writes into an expired partition waited on its retirement: the transaction that counts and empties it",
+    )
+    .unit(Unit::Milliseconds),
+    Metric::new_gauge(
+        CONSUMER_PENDING,
+        "Messages in the stream not yet delivered to a worker",
+    ),
+    Metric::new_gauge(
+        CONSUMER_ACK_PENDING,
+        "Messages delivered to a worker and not yet acknowledged",
+    ),
+    Metric::new_gauge(NATS_CONNECTED, "1 while the worker's NATS connection is up"),
+    Metric::new_gauge(READY, "1 while GET /health/ready answers 200"),
+    DB_POOL,
+    STORED,
+];
+
+const DB_POOL: Metric =
+    Metric::new_gauge(DB_POOL_CONNECTIONS, "Postgres pool connections, by state")
+        .labels(&["state"]);
+const STORED: Metric = Metric::new_gauge(
+    DEAD_LETTERS_STORED,
+    "Rows in dead_letters, by reason (kind); refreshed every LAG_POLL_SECS",
+)
+.labels(&["reason"]);
+
 /// Rows in `dead_letters` of one kind, as last counted.
 pub fn dead_letters_stored(kind: Kind, count: i64) {
-    ::metrics::gauge!(DEAD_LETTERS_STORED, "reason" => kind.as_str()).set(count as f64);
+    STORED.gauge(&[kind.as_str()]).set(count as f64);
 }
 
-/// Every series docs/operations.md documents exists from start-up, at 0. `increment(0)` only: a
-/// test process runs several apps on one recorder, and `absolute(0)`/`set(0)` would wipe their
-/// values.
+/// Every metric has its help, and every series docs/operations.md documents exists from
+/// start-up, at 0 (see [`Metric::register`]).
 pub fn register() {
-    use ::metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
-    for (name, help) in [
-        (
-            MESSAGES_CONSUMED,
-            "Messages taken off the consumer (redeliveries included)",
-        ),
-        (ROWS_INSERTED, "New rows committed to Postgres"),
-        (
-            DUPLICATES_SKIPPED,
-            "Messages that made no new row: already stored, or repeated within a batch",
-        ),
-        (
-            REDELIVERIES,
-            "Messages delivered more than once by JetStream",
-        ),
-        (
-            DEAD_LETTERS,
-            "Messages that can never be stored, written to dead_letters and terminated",
-        ),
-        (BATCHES, "Batches committed"),
-        (DB_ERRORS, "Failed batch writes (each is retried)"),
-        (
-            RETENTION_DELETED,
-            "Rows deleted by retention (RETENTION_DAYS)",
-        ),
-        (
-            PARTITIONS_CREATED,
-            "Partitions of messages created ahead of time (PARTITION_INTERVAL)",
-        ),
-        (
-            PARTITIONS_DROPPED,
-            "Expired partitions of messages dropped whole by retention",
-        ),
-        (
-            MAX_DELIVERIES,
-            "Messages not acknowledged after MAX_DELIVER deliveries, moved to dead_letters and deleted from the stream",
-        ),
-    ] {
-        describe_counter!(name, help);
-        ::metrics::counter!(name).increment(0);
+    for metric in &TABLE {
+        metric.describe();
+        if metric.labels.is_empty() {
+            metric.register(&[]);
+        }
     }
-    for (name, unit, help) in [
-        (BATCH_SIZE, Unit::Count, "Messages per batch"),
-        (
-            COMMIT_LATENCY_MS,
-            Unit::Milliseconds,
-            "Time to store one batch in Postgres",
-        ),
-        (
-            END_TO_END_LATENCY_MS,
-            Unit::Milliseconds,
-            "From the gateway receiving a webhook to the worker committing it",
-        ),
-        (
-            PARTITION_DROP_READERS_BLOCKED_MS,
-            Unit::Milliseconds,
-            "Time reads waited on an expired partition's retirement: its TRUNCATE and the DROP of the emptied table",
-        ),
-        (
-            PARTITION_DROP_WRITERS_BLOCKED_MS,
-            Unit::Milliseconds,
-            "Time writes into an expired partition waited on its retirement: the transaction that counts and empties it",
-        ),
-    ] {
-        describe_histogram!(name, unit, help);
-        let _ = ::metrics::histogram!(name);
-    }
-    for (name, help) in [
-        (
-            CONSUMER_PENDING,
-            "Messages in the stream not yet delivered to a worker",
-        ),
-        (
-            CONSUMER_ACK_PENDING,
-            "Messages delivered to a worker and not yet acknowledged",
-        ),
-        (NATS_CONNECTED, "1 while the worker's NATS connection is up"),
-        (READY, "1 while GET /health/ready answers 200"),
-    ] {
-        describe_gauge!(name, help);
-        ::metrics::gauge!(name).increment(0.0);
-    }
-    describe_gauge!(DB_POOL_CONNECTIONS, "Postgres pool connections, by state");
     for state in ["in_use", "idle"] {
-        ::metrics::gauge!(DB_POOL_CONNECTIONS, "state" => state).increment(0.0);
+        DB_POOL.register(&[state]);
     }
-    describe_gauge!(
-        DEAD_LETTERS_STORED,
-        "Rows in dead_letters, by reason (kind); refreshed every LAG_POLL_SECS"
-    );
     for kind in Kind::ALL {
-        ::metrics::gauge!(DEAD_LETTERS_STORED, "reason" => kind.as_str()).increment(0.0);
+        STORED.register(&[kind.as_str()]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every name the worker records under (`metrics::counter!(NAME` and the like, anywhere in
+    /// src/) is declared above and has its row in [`TABLE`].
+    #[test]
+    fn every_recorded_metric_is_in_the_table() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src");
+        let this = include_str!("metrics.rs");
+        let mut recorded = Vec::new();
+        // This file records through the table itself.
+        for file in walk(std::path::Path::new(dir)) {
+            if file.ends_with("metrics.rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&file).unwrap();
+            for macro_call in ["counter!(", "gauge!(", "histogram!("] {
+                for (at, _) in text.match_indices(macro_call) {
+                    let rest = &text[at + macro_call.len()..];
+                    let name: String = rest
+                        .trim_start()
+                        .trim_start_matches("metrics::")
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect();
+                    recorded.push((file.display().to_string(), name));
+                }
+            }
+        }
+        assert!(
+            recorded.len() > 10,
+            "the scan finds the call sites: {recorded:?}"
+        );
+        let declared: Vec<(&str, &str)> = this
+            .lines()
+            .filter_map(|l| l.strip_prefix("pub const "))
+            .filter_map(|l| l.split_once(": &str = \""))
+            .map(|(ident, rest)| (ident, rest.trim_end_matches("\";")))
+            .collect();
+        for (file, ident) in recorded {
+            if ident == "self" || ident.is_empty() {
+                continue;
+            }
+            let name = declared
+                .iter()
+                .find(|(i, _)| *i == ident)
+                .unwrap_or_else(|| panic!("{file}: {ident} is not a metric declared in metrics.rs"))
+                .1;
+            assert!(
+                TABLE.iter().any(|m| m.name == name),
+                "{file}: {name} has no row (kind, help) in TABLE"
+            );
+        }
+    }
+
+    fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                files.extend(walk(&path));
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                files.push(path);
+            }
+        }
+        files
     }
 }

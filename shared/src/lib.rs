@@ -14,6 +14,8 @@ pub mod db;
 pub mod health;
 pub mod message;
 #[cfg(feature = "runtime")]
+pub mod metric;
+#[cfg(feature = "runtime")]
 pub mod nats;
 #[cfg(feature = "runtime")]
 pub mod ops;

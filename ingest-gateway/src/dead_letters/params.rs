@@ -1,136 +1,93 @@
-//! The query and path parameters of `/admin/dead-letters`: what a client may send (the
-//! `*Query` structs, which are only their OpenAPI description) and what a valid request means.
-//! The parsers of `since`, `until`, `limit` and the literal substring match are the read API's
-//! (crate::read::params), so both APIs accept the same formats and answer the same 422s.
+//! The query and path parameters of `/admin/dead-letters`: each query parameter declared once
+//! (name, description, what it accepts), and what a valid request means (the `*Params` structs,
+//! whose OpenAPI descriptions are made from the same declarations). The reader is the read API's
+//! (`crate::query`), so both APIs accept the same formats and answer the same 422s.
 
 use chrono::{DateTime, Utc};
 use ingest_shared::message::{FieldError, Loc, ValidationErrors};
 use utoipa::IntoParams;
+use utoipa::openapi::path::{Parameter, ParameterIn};
 
-use crate::read::params::{contains_pattern, int_param, query_error, time_param};
+use crate::query::{Kind, Param, Query};
 
 pub const MAX_PAGE: i64 = 100;
 pub const DEFAULT_PAGE: i64 = 50;
 pub const DEFAULT_REDRIVE: i64 = 1000;
 pub const MAX_REDRIVE: i64 = 10_000;
 
-// Documentation only (`#[allow(dead_code)]`): [`Raw`] reads the query string.
+const PAGE_LIMIT: Param = Param::new(
+    "limit",
+    Kind::Int {
+        min: 1,
+        max: Some(MAX_PAGE),
+        default: DEFAULT_PAGE,
+    },
+    "Page size.",
+);
+const REDRIVE_LIMIT: Param = Param::new(
+    "limit",
+    Kind::Int {
+        min: 1,
+        max: Some(MAX_REDRIVE),
+        default: DEFAULT_REDRIVE,
+    },
+    "The most dead letters this call redrives; call again while `remaining` is above 0.",
+);
+const CURSOR: Param = Param::new(
+    "cursor",
+    Kind::Text { pattern: None },
+    "`next_cursor` of the previous page.",
+);
+const REASON: Param = Param::new(
+    "reason",
+    Kind::Text { pattern: None },
+    "Case-insensitive substring of the reason; `%`, `_` and `\\` match literally.",
+);
+const SINCE: Param = Param::new(
+    "since",
+    Kind::Time,
+    "Only dead letters last seen at or after this time (formats as in the list).",
+);
+const UNTIL: Param = Param::new(
+    "until",
+    Kind::Time,
+    "Only dead letters last seen before this time.",
+);
+const ALL: Param = Param::new(
+    "all",
+    Kind::Bool,
+    "`true` deletes every dead letter; required when no filter is given.",
+);
 
-/// `GET /admin/dead-letters`.
-#[derive(IntoParams)]
-#[into_params(parameter_in = Query)]
-#[allow(dead_code)]
-pub struct ListQuery {
-    /// Page size.
-    #[param(value_type = Option<i64>, minimum = 1, maximum = 100, default = 50)]
-    limit: Option<String>,
-    /// `next_cursor` of the previous page.
-    cursor: Option<String>,
-    /// Case-insensitive substring of the reason; `%`, `_` and `\` match literally. Empty: no
-    /// filter. A NUL character is refused (422).
-    #[param(example = "refused by postgres")]
-    reason: Option<String>,
-    /// Only dead letters last seen at or after this time: `YYYY-MM-DDTHH:MM:SS[.fraction]Z`, a
-    /// date `YYYY-MM-DD` (midnight UTC), or an RFC 3339 time with an offset.
-    #[param(example = "2025-01-15T10:00:00Z")]
-    since: Option<String>,
-    /// Only dead letters last seen before this time; same formats as `since`.
-    until: Option<String>,
-}
-
-/// `POST /admin/dead-letters/redrive`.
-#[derive(IntoParams)]
-#[into_params(parameter_in = Query)]
-#[allow(dead_code)]
-pub struct RedriveQuery {
-    /// The most dead letters this call redrives; call again while `remaining` is above 0.
-    #[param(value_type = Option<i64>, minimum = 1, maximum = 10000, default = 1000)]
-    limit: Option<String>,
-    /// Case-insensitive substring of the reason; `%`, `_` and `\` match literally. Empty: no filter.
-    reason: Option<String>,
-    /// Only dead letters last seen at or after this time (formats as in the list).
-    since: Option<String>,
-    /// Only dead letters last seen before this time. A loop that passes the time it started
-    /// ends even if some payloads fail again, since those come back with a newer `last_seen`.
-    until: Option<String>,
-}
-
-/// `DELETE /admin/dead-letters`.
-#[derive(IntoParams)]
-#[into_params(parameter_in = Query)]
-#[allow(dead_code)]
-pub struct DeleteQuery {
-    /// Case-insensitive substring of the reason; `%`, `_` and `\` match literally.
-    reason: Option<String>,
-    /// Only dead letters last seen at or after this time (formats as in the list).
-    since: Option<String>,
-    /// Only dead letters last seen before this time.
-    until: Option<String>,
-    /// `true` deletes every dead letter; required when no filter is given.
-    #[param(value_type = Option<bool>)]
-    all: Option<String>,
-}
-
-/// The query as sent: the last of a repeated key wins, unknown keys are ignored.
-#[derive(Default)]
-struct Raw {
-    limit: Option<String>,
-    cursor: Option<String>,
-    reason: Option<String>,
-    since: Option<String>,
-    until: Option<String>,
-    all: Option<String>,
-}
-
-impl Raw {
-    fn of(raw: Option<&str>) -> Self {
-        let mut query = Self::default();
-        for (key, value) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
-            let slot = match &*key {
-                "limit" => &mut query.limit,
-                "cursor" => &mut query.cursor,
-                "reason" => &mut query.reason,
-                "since" => &mut query.since,
-                "until" => &mut query.until,
-                "all" => &mut query.all,
-                _ => continue,
-            };
-            *slot = Some(value.into_owned());
-        }
-        query
-    }
-
-    /// `limit`, between 1 and `max`.
-    fn limit(&mut self, default: i64, max: i64, errors: &mut Vec<FieldError>) -> i64 {
-        int_param("limit", self.limit.take(), default, 1, Some(max), errors)
-    }
-
-    fn filters(&mut self, errors: &mut Vec<FieldError>) -> Filters {
-        // Postgres text cannot hold NUL, so no reason contains one, and it cannot be sent as a
-        // parameter either (found by schemathesis: it was a 500).
-        let reason = self.reason.take().filter(|r| !r.is_empty());
-        if reason.as_ref().is_some_and(|r| r.contains('\0')) {
-            errors.push(query_error(
-                "reason",
-                "value_error",
-                "Value error, reason must not contain a NUL character",
-            ));
-        }
-        Filters {
-            pattern: reason
-                .filter(|r| !r.contains('\0'))
-                .map(|r| contains_pattern(&r)),
-            since: self
-                .since
-                .take()
-                .and_then(|v| time_param("since", &v, errors)),
-            until: self
-                .until
-                .take()
-                .and_then(|v| time_param("until", &v, errors)),
-        }
-    }
-}
+/// The filters as `GET /admin/dead-letters` describes them.
+const LIST_FILTERS: [Param; 3] = [
+    REASON
+        .described(
+            "Case-insensitive substring of the reason; `%`, `_` and `\\` match literally. Empty: no\n\
+            filter. A NUL character is refused (422).",
+        )
+        .example("refused by postgres"),
+    SINCE
+        .described(
+            "Only dead letters last seen at or after this time: `YYYY-MM-DDTHH:MM:SS[.fraction]Z`, a\n\
+            date `YYYY-MM-DD` (midnight UTC), or an RFC 3339 time with an offset.",
+        )
+        .example("2025-01-15T10:00:00Z"),
+    UNTIL.described("Only dead letters last seen before this time; same formats as `since`."),
+];
+/// The filters as `POST /admin/dead-letters/redrive` describes them.
+const REDRIVE_FILTERS: [Param; 3] = [
+    REASON.described(
+        "Case-insensitive substring of the reason; `%`, `_` and `\\` match literally. Empty: no filter.",
+    ),
+    SINCE,
+    UNTIL.described(
+        "Only dead letters last seen before this time. A loop that passes the time it started\n\
+        ends even if some payloads fail again, since those come back with a newer `last_seen`.",
+    ),
+];
+/// The filters as `DELETE /admin/dead-letters` describes them.
+const DELETE_FILTERS: [Param; 3] = [REASON, SINCE, UNTIL];
 
 /// Which dead letters an operation applies to; every filter combines with AND.
 #[derive(Debug, Default, PartialEq)]
@@ -144,6 +101,15 @@ pub struct Filters {
 }
 
 impl Filters {
+    /// `[reason, since, until]`, as one route describes them.
+    fn read(q: &mut Query, [reason, since, until]: &[Param; 3]) -> Self {
+        Self {
+            pattern: q.contains(reason),
+            since: q.time(since),
+            until: q.time(until),
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.pattern.is_none() && self.since.is_none() && self.until.is_none()
     }
@@ -163,83 +129,79 @@ pub struct RedriveParams {
     pub filters: Filters,
 }
 
-fn done<T>(value: T, errors: Vec<FieldError>) -> Result<T, ValidationErrors> {
-    if errors.is_empty() {
-        Ok(value)
-    } else {
-        Err(ValidationErrors(errors))
+/// The filters of a bulk delete: at least one, or `all=true`, so that a bare `DELETE` never
+/// empties the table by accident.
+#[derive(Debug, PartialEq)]
+pub struct DeleteParams {
+    pub filters: Filters,
+}
+
+impl IntoParams for ListParams {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let [reason, since, until] = &LIST_FILTERS;
+        crate::query::document(&[&PAGE_LIMIT, &CURSOR, reason, since, until])
+    }
+}
+
+impl IntoParams for RedriveParams {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let [reason, since, until] = &REDRIVE_FILTERS;
+        crate::query::document(&[&REDRIVE_LIMIT, reason, since, until])
+    }
+}
+
+impl IntoParams for DeleteParams {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let [reason, since, until] = &DELETE_FILTERS;
+        crate::query::document(&[reason, since, until, &ALL])
     }
 }
 
 impl ListParams {
     pub fn parse(raw: Option<&str>) -> Result<Self, ValidationErrors> {
-        let mut raw = Raw::of(raw);
-        let mut errors = Vec::new();
-        let limit = raw.limit(DEFAULT_PAGE, MAX_PAGE, &mut errors);
-        let filters = raw.filters(&mut errors);
+        let mut q = Query::new(raw);
+        let limit = q.int(&PAGE_LIMIT);
+        let filters = Filters::read(&mut q, &LIST_FILTERS);
         // An empty cursor is a first page, as on /messages.
-        let after = match raw.cursor.take().filter(|c| !c.is_empty()) {
-            None => None,
-            Some(c) => {
-                let decoded = decode_cursor(&c);
-                if decoded.is_none() {
-                    errors.push(query_error(
-                        "cursor",
-                        "value_error",
-                        "Value error, cursor must be a next_cursor returned by this API",
-                    ));
-                }
-                decoded
-            }
-        };
-        done(
-            Self {
-                limit,
-                after,
-                filters,
-            },
-            errors,
-        )
+        let after = q.nonempty(&CURSOR).map(decode_cursor);
+        if after == Some(None) {
+            q.reject(
+                CURSOR.name,
+                "value_error",
+                "Value error, cursor must be a next_cursor returned by this API",
+            );
+        }
+        q.finish(Self {
+            limit,
+            after: after.flatten(),
+            filters,
+        })
     }
 }
 
 impl RedriveParams {
     pub fn parse(raw: Option<&str>) -> Result<Self, ValidationErrors> {
-        let mut raw = Raw::of(raw);
-        let mut errors = Vec::new();
-        let limit = raw.limit(DEFAULT_REDRIVE, MAX_REDRIVE, &mut errors);
-        let filters = raw.filters(&mut errors);
-        done(Self { limit, filters }, errors)
+        let mut q = Query::new(raw);
+        let limit = q.int(&REDRIVE_LIMIT);
+        let filters = Filters::read(&mut q, &REDRIVE_FILTERS);
+        q.finish(Self { limit, filters })
     }
 }
 
-/// The filters of a bulk delete: at least one, or `all=true`, so that a bare `DELETE` never
-/// empties the table by accident.
-pub fn parse_delete(raw: Option<&str>) -> Result<Filters, ValidationErrors> {
-    let mut raw = Raw::of(raw);
-    let mut errors = Vec::new();
-    let filters = raw.filters(&mut errors);
-    let all = match raw.all.as_deref().map(str::trim) {
-        None => false,
-        Some(v) if v.eq_ignore_ascii_case("true") || v == "1" => true,
-        Some(v) if v.eq_ignore_ascii_case("false") || v == "0" => false,
-        Some(_) => {
-            errors.push(query_error(
-                "all",
-                "bool_parsing",
-                "Input should be a valid boolean, unable to interpret input",
-            ));
-            false
+impl DeleteParams {
+    pub fn parse(raw: Option<&str>) -> Result<Self, ValidationErrors> {
+        let mut q = Query::new(raw);
+        let filters = Filters::read(&mut q, &DELETE_FILTERS);
+        let all = q.bool(&ALL);
+        if !q.has_errors() && filters.is_empty() && !all {
+            q.reject(
+                ALL.name,
+                "missing",
+                "Field required: give reason, since or until, or all=true to delete every dead letter",
+            );
         }
-    };
-    if errors.is_empty() && filters.is_empty() && !all {
-        errors.push(query_error(
-            "all",
-            "missing",
-            "Field required: give reason, since or until, or all=true to delete every dead letter",
-        ));
+        q.finish(Self { filters })
     }
-    done(filters, errors)
 }
 
 /// The `{id}` of a path: a positive integer, else a 422 like any invalid parameter.
@@ -332,22 +294,27 @@ mod tests {
     #[test]
     fn bulk_delete_needs_a_filter_or_all() {
         assert_eq!(
-            kinds(parse_delete(None).unwrap_err()),
+            kinds(DeleteParams::parse(None).unwrap_err()),
             [("all".into(), "missing".into())]
         );
         assert_eq!(
-            kinds(parse_delete(Some("all=false&reason=")).unwrap_err()),
+            kinds(DeleteParams::parse(Some("all=false&reason=")).unwrap_err()),
             [("all".into(), "missing".into())]
         );
-        assert!(parse_delete(Some("all=true")).unwrap().is_empty());
-        assert!(parse_delete(Some("reason=refused")).is_ok());
+        assert!(
+            DeleteParams::parse(Some("all=true"))
+                .unwrap()
+                .filters
+                .is_empty()
+        );
+        assert!(DeleteParams::parse(Some("reason=refused")).is_ok());
         assert_eq!(
-            kinds(parse_delete(Some("reason=a%00b")).unwrap_err()),
+            kinds(DeleteParams::parse(Some("reason=a%00b")).unwrap_err()),
             [("reason".into(), "value_error".into())]
         );
-        assert!(parse_delete(Some("until=2025-01-01")).is_ok());
+        assert!(DeleteParams::parse(Some("until=2025-01-01")).is_ok());
         assert_eq!(
-            kinds(parse_delete(Some("all=maybe")).unwrap_err()),
+            kinds(DeleteParams::parse(Some("all=maybe")).unwrap_err()),
             [("all".into(), "bool_parsing".into())]
         );
     }

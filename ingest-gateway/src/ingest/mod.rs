@@ -1,8 +1,9 @@
 //! The steps every sender endpoint takes, in this order: read the body within limits, verify the
 //! signature over the raw bytes, check the content type, unpack the messages, publish each to
 //! JetStream and wait for its PubAck, answer. A sender endpoint (a file in routes/) implements
-//! [`Sender`] for what is its own (where the signature is, what the body holds) and calls
-//! [`receive`] from its handler.
+//! [`Sender`] for what is its own (where the signature is, what the body holds, what it counts:
+//! its [`SenderMetrics`], also listed in `routes::SENDERS` so they exist from start-up) and
+//! calls [`receive`] from its handler.
 
 pub(crate) mod batcher;
 mod body;
@@ -18,7 +19,7 @@ use utoipa::ToSchema;
 
 use crate::Config;
 use crate::error::ApiError;
-use crate::metrics::{self, Endpoint};
+use crate::metrics::{self, SenderMetrics};
 use crate::observe::{RequestId, TraceParent, WebhookOutcome};
 use crate::state::AppState;
 
@@ -26,8 +27,8 @@ pub use signature::{hub_signature, webhook_signature};
 
 /// What a sender endpoint does its own way; everything else is [`receive`]'s.
 pub trait Sender {
-    /// Which endpoint the metrics count this as.
-    const ENDPOINT: Endpoint;
+    /// What the endpoint counts, under which names and labels.
+    const METRICS: &'static SenderMetrics;
 
     /// Checks the signature over the raw body; the position of the key that matched.
     fn verify(config: &Config, headers: &HeaderMap, body: &[u8]) -> Result<usize, ApiError>;
@@ -101,7 +102,7 @@ pub async fn receive<S: Sender>(
             error.into_response()
         }
     };
-    metrics::sender_request(S::ENDPOINT, outcome.result);
+    metrics::sender_request(S::METRICS, outcome.result);
     response.extensions_mut().insert(outcome);
     response
 }
@@ -119,7 +120,7 @@ async fn steps<S: Sender>(
 
     // Before parsing: a forged request learns nothing about the schema.
     let slot = S::verify(config, headers, &body)?;
-    metrics::signature_key_slot(S::ENDPOINT, slot);
+    metrics::signature_key_slot(S::METRICS, slot);
 
     if !body::is_json(headers) {
         return Err(ApiError::UnsupportedMediaType);

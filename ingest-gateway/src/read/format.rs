@@ -3,7 +3,7 @@
 
 use ingest_shared::message::FieldError;
 
-use super::params::query_error;
+use crate::query::error as query_error;
 
 /// How `GET /messages` answers.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -49,10 +49,6 @@ impl Format {
         }
     }
 }
-
-/// The streamed formats answer every match in one response, so the page parameters are refused
-/// rather than ignored: a client sending them expects a page.
-pub const PAGE_PARAMS: [&str; 3] = ["limit", "offset", "cursor"];
 
 /// What was asked, checked against each other: `format` (absent or empty: `json`), the page
 /// parameters that were sent, and `include` (absent or empty: nothing). Returns the format and

@@ -1,83 +1,107 @@
-//! The query parameters of `GET /messages`: what a client may send ([`MessagesQuery`], which is
-//! also their OpenAPI description) and what a valid request means ([`Params`]).
+//! The query parameters of `GET /messages`: each declared once (name, description, what it
+//! accepts), and what a valid request means ([`Params`], whose OpenAPI description is made from
+//! the same declarations).
 //!
-//! To add a filter: a field here (documented, parsed and validated in [`Params::parse`]), then
+//! To add a filter: its [`Param`] here, read in [`Params::parse`] and listed in [`PARAMS`], then
 //! its condition in each statement beside `page.rs` that filters `messages`.
 
-use chrono::{DateTime, NaiveDate, Utc};
-use ingest_shared::message::{FieldError, Loc, ValidationErrors, is_msisdn, parse_ts};
+use chrono::{DateTime, Utc};
+use ingest_shared::message::ValidationErrors;
 use utoipa::IntoParams;
+use utoipa::openapi::path::{Parameter, ParameterIn};
 
 use super::cursor::Cursor;
-use super::format::{self, Format, PAGE_PARAMS};
+use super::format::{self, Format};
+use crate::query::{Kind, Param, Query};
 
 pub const MAX_LIMIT: i64 = 100;
 pub const DEFAULT_LIMIT: i64 = 50;
 
-/// The parameters as sent (the last of a repeated key wins, unknown keys are ignored), before
-/// any is checked; the documented types are what [`Params::parse`] accepts.
-#[derive(Debug, Default, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct MessagesQuery {
-    /// Page size.
-    #[param(value_type = Option<i64>, minimum = 1, maximum = 100, default = 50)]
-    limit: Option<String>,
-    /// Rows to skip (cannot be combined with `cursor`). Prefer `cursor` for deep pages.
-    #[param(value_type = Option<i64>, minimum = 0, default = 0)]
-    offset: Option<String>,
-    /// Exact sender, `+` then digits. A raw `+` that arrived as a space is taken as `+`.
-    #[param(pattern = r"^[+ ][0-9]{1,20}$", example = "+919876543210")]
-    from: Option<String>,
-    /// Alias of `from` (used when `from` is absent).
-    #[param(pattern = r"^[+ ][0-9]{1,20}$")]
-    from_msisdn: Option<String>,
-    /// Exact recipient, `+` then digits.
-    #[param(pattern = r"^[+ ][0-9]{1,20}$", example = "+14155550100")]
-    to: Option<String>,
-    /// Only messages with `ts >= since`. `YYYY-MM-DDTHH:MM:SS[.fraction]Z`, a date
-    /// `YYYY-MM-DD` (midnight UTC), or an RFC 3339 time with an offset (`+05:30`).
-    #[param(example = "2025-01-15T10:00:00Z")]
-    since: Option<String>,
-    /// Only messages with `ts < until`; same formats as `since`.
-    until: Option<String>,
-    /// Case-insensitive substring of `text`; `%`, `_` and `\` match literally. Empty: no filter.
-    q: Option<String>,
-    /// `next_cursor` of the previous page.
-    cursor: Option<String>,
-    /// `json` (default; also when empty): a page. `ndjson` or `csv`: every match of the filters, streamed in
-    /// `ts, message_id` order as a download; `limit`, `offset` and `cursor` are refused with it.
-    #[param(value_type = Option<String>, pattern = "^(json|ndjson|csv)?$", example = "ndjson")]
-    format: Option<String>,
-    /// `raw`: each NDJSON line also carries the payload the message came from (`format=ndjson`
-    /// only).
-    #[param(value_type = Option<String>, pattern = "^(raw)?$")]
-    include: Option<String>,
-}
+const LIMIT: Param = Param::new(
+    "limit",
+    Kind::Int {
+        min: 1,
+        max: Some(MAX_LIMIT),
+        default: DEFAULT_LIMIT,
+    },
+    "Page size.",
+);
+const OFFSET: Param = Param::new(
+    "offset",
+    Kind::Int {
+        min: 0,
+        max: None,
+        default: 0,
+    },
+    "Rows to skip (cannot be combined with `cursor`). Prefer `cursor` for deep pages.",
+);
+pub const FROM: Param = Param::new(
+    "from",
+    Kind::Msisdn,
+    "Exact sender, `+` then digits. A raw `+` that arrived as a space is taken as `+`.",
+)
+.example("+919876543210");
+const FROM_MSISDN: Param = Param::new(
+    "from_msisdn",
+    Kind::Msisdn,
+    "Alias of `from` (used when `from` is absent).",
+);
+pub const TO: Param =
+    Param::new("to", Kind::Msisdn, "Exact recipient, `+` then digits.").example("+14155550100");
+const SINCE: Param = Param::new(
+    "since",
+    Kind::Time,
+    "Only messages with `ts >= since`. `YYYY-MM-DDTHH:MM:SS[.fraction]Z`, a date\n\
+    `YYYY-MM-DD` (midnight UTC), or an RFC 3339 time with an offset (`+05:30`).",
+)
+.example("2025-01-15T10:00:00Z");
+const UNTIL: Param = Param::new(
+    "until",
+    Kind::Time,
+    "Only messages with `ts < until`; same formats as `since`.",
+);
+const Q: Param = Param::new(
+    "q",
+    Kind::Text { pattern: None },
+    "Case-insensitive substring of `text`; `%`, `_` and `\\` match literally. Empty: no filter.",
+);
+const CURSOR: Param = Param::new(
+    "cursor",
+    Kind::Text { pattern: None },
+    "`next_cursor` of the previous page.",
+);
+const FORMAT: Param = Param::new(
+    "format",
+    Kind::Text {
+        pattern: Some("^(json|ndjson|csv)?$"),
+    },
+    "`json` (default; also when empty): a page. `ndjson` or `csv`: every match of the filters, streamed in\n\
+    `ts, message_id` order as a download; `limit`, `offset` and `cursor` are refused with it.",
+)
+.example("ndjson");
+const INCLUDE: Param = Param::new(
+    "include",
+    Kind::Text {
+        pattern: Some("^(raw)?$"),
+    },
+    "`raw`: each NDJSON line also carries the payload the message came from (`format=ndjson`\n\
+    only).",
+);
 
-impl MessagesQuery {
-    /// Reads the raw query string the way the older (FastAPI) API did.
-    fn from_raw(raw: &str) -> Self {
-        let mut query = Self::default();
-        for (key, value) in form_urlencoded::parse(raw.as_bytes()) {
-            let slot = match &*key {
-                "limit" => &mut query.limit,
-                "offset" => &mut query.offset,
-                "from" => &mut query.from,
-                "from_msisdn" => &mut query.from_msisdn,
-                "to" => &mut query.to,
-                "since" => &mut query.since,
-                "until" => &mut query.until,
-                "q" => &mut query.q,
-                "cursor" => &mut query.cursor,
-                "format" => &mut query.format,
-                "include" => &mut query.include,
-                _ => continue,
-            };
-            *slot = Some(value.into_owned());
-        }
-        query
-    }
-}
+/// Every parameter, in the order the OpenAPI document lists them.
+const PARAMS: [&Param; 11] = [
+    &LIMIT,
+    &OFFSET,
+    &FROM,
+    &FROM_MSISDN,
+    &TO,
+    &SINCE,
+    &UNTIL,
+    &Q,
+    &CURSOR,
+    &FORMAT,
+    &INCLUDE,
+];
 
 /// A validated request.
 #[derive(Debug, Default, PartialEq)]
@@ -96,108 +120,80 @@ pub struct Params {
     pub include_raw: bool,
 }
 
-pub(crate) fn query_error(name: &str, kind: &str, msg: impl Into<String>) -> FieldError {
-    FieldError {
-        loc: vec![Loc::Key("query".into()), Loc::Key(name.into())],
-        msg: msg.into(),
-        kind: kind.into(),
+impl IntoParams for Params {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        crate::query::document(&PARAMS)
     }
 }
 
 impl Params {
     /// Every bad value is reported, not just the first.
     pub fn parse(raw: Option<&str>) -> Result<Self, ValidationErrors> {
-        let query = MessagesQuery::from_raw(raw.unwrap_or(""));
-        let mut errors = Vec::new();
-        let sent = [
-            query.limit.is_some(),
-            query.offset.is_some(),
-            query.cursor.as_ref().is_some_and(|c| !c.is_empty()),
-        ];
-        let page_params_sent: Vec<&'static str> = PAGE_PARAMS
-            .into_iter()
-            .zip(sent)
-            .filter_map(|(name, sent)| sent.then_some(name))
-            .collect();
-        let (format, include_raw) = format::parse(
-            query.format.as_deref(),
-            &page_params_sent,
-            query.include.as_deref(),
-            &mut errors,
+        let mut q = Query::new(raw);
+        // The streamed formats answer every match in one response, so a page parameter sent
+        // with one is refused rather than ignored: a client sending it expects a page. An empty
+        // cursor is no cursor.
+        let page_params_sent: Vec<&'static str> = [
+            (&LIMIT, q.raw(&LIMIT).is_some()),
+            (&OFFSET, q.raw(&OFFSET).is_some()),
+            (&CURSOR, q.nonempty(&CURSOR).is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(param, sent)| sent.then_some(param.name))
+        .collect();
+        let (format_raw, include_raw) = (
+            q.raw(&FORMAT).map(str::to_owned),
+            q.raw(&INCLUDE).map(str::to_owned),
         );
-        let mut params = Params {
-            limit: int_param(
-                "limit",
-                query.limit,
-                DEFAULT_LIMIT,
-                1,
-                Some(MAX_LIMIT),
-                &mut errors,
-            ),
-            format,
-            include_raw,
-            ..Params::default()
-        };
-        let offset_given = query.offset.is_some();
-        params.offset = int_param("offset", query.offset, 0, 0, None, &mut errors);
+        let (format, include_raw) = format::parse(
+            format_raw.as_deref(),
+            &page_params_sent,
+            include_raw.as_deref(),
+            q.errors(),
+        );
+        let limit = q.int(&LIMIT);
+        let offset_given = q.raw(&OFFSET).is_some();
+        let offset = q.int(&OFFSET);
         // `from` wins over its alias, but a bad alias is still an error: a client sending both
         // should learn that one of them is malformed rather than have it silently ignored.
-        let alias = query
-            .from_msisdn
-            .and_then(|v| msisdn_param("from_msisdn", v, &mut errors));
-        params.from = query
-            .from
-            .and_then(|v| msisdn_param("from", v, &mut errors))
-            .or(alias);
-        params.to = query.to.and_then(|v| msisdn_param("to", v, &mut errors));
-        params.since = query
-            .since
-            .and_then(|v| time_param("since", &v, &mut errors));
-        params.until = query
-            .until
-            .and_then(|v| time_param("until", &v, &mut errors));
-        // Postgres text cannot hold NUL: no message contains one, and it cannot be sent as a
-        // parameter, so it is refused here rather than failing in the database.
-        if query.q.as_ref().is_some_and(|q| q.contains('\0')) {
-            errors.push(query_error(
-                "q",
-                "value_error",
-                "Value error, q must not contain a NUL character",
-            ));
-        }
-        params.pattern = query
-            .q
-            .filter(|q| !q.is_empty() && !q.contains('\0'))
-            .map(|q| contains_pattern(&q));
-        // An empty cursor is no cursor, as an empty `q` is no search (clients that always send
-        // every parameter send `cursor=` on the first page).
+        let alias = q.msisdn(&FROM_MSISDN);
+        let from = q.msisdn(&FROM).or(alias);
+        let to = q.msisdn(&TO);
+        let since = q.time(&SINCE);
+        let until = q.time(&UNTIL);
+        let pattern = q.contains(&Q);
         // With a streamed format the cursor is already refused, whatever it holds.
-        let cursor = query
-            .cursor
-            .filter(|c| !c.is_empty() && !format.is_streamed());
-        if let Some(raw) = cursor {
+        let mut cursor = None;
+        if let Some(raw) = q.nonempty(&CURSOR).filter(|_| !format.is_streamed()) {
+            let decoded = Cursor::decode(raw);
             if offset_given {
-                errors.push(query_error(
-                    "cursor",
+                q.reject(
+                    CURSOR.name,
                     "value_error",
                     "Value error, cursor and offset cannot be used together",
-                ));
+                );
+            } else if decoded.is_none() {
+                q.reject(
+                    CURSOR.name,
+                    "value_error",
+                    "Value error, cursor must be a next_cursor returned by this API",
+                );
             } else {
-                match Cursor::decode(&raw) {
-                    Some(c) => params.cursor = Some(c),
-                    None => errors.push(query_error(
-                        "cursor",
-                        "value_error",
-                        "Value error, cursor must be a next_cursor returned by this API",
-                    )),
-                }
+                cursor = decoded;
             }
         }
-        if errors.is_empty() {
-            Ok(params)
-        } else {
-            Err(ValidationErrors(errors))
-        }
+        q.finish(Params {
+            limit,
+            offset,
+            from,
+            to,
+            since,
+            until,
+            pattern,
+            cursor,
+            format,
+            include_raw,
+        })
     }
 
     /// Whether the read model's aggregates hold the total: no filter, or only a sender, only a
@@ -209,129 +205,10 @@ impl Params {
     }
 }
 
-pub(crate) fn int_param(
-    name: &str,
-    raw: Option<String>,
-    default: i64,
-    min: i64,
-    max: Option<i64>,
-    errors: &mut Vec<FieldError>,
-) -> i64 {
-    let Some(raw) = raw else {
-        return default;
-    };
-    match raw.trim().parse::<i64>() {
-        Err(_) => errors.push(query_error(
-            name,
-            "int_parsing",
-            "Input should be a valid integer, unable to parse string as an integer",
-        )),
-        Ok(v) if v < min => errors.push(query_error(
-            name,
-            "greater_than_equal",
-            format!("Input should be greater than or equal to {min}"),
-        )),
-        Ok(v) if max.is_some_and(|max| v > max) => errors.push(query_error(
-            name,
-            "less_than_equal",
-            format!(
-                "Input should be less than or equal to {}",
-                max.unwrap_or_default()
-            ),
-        )),
-        Ok(v) => return v,
-    }
-    default
-}
-
-/// curl sends `?from=+9198...` unencoded and form decoding turns that `+` into a space.
-pub(crate) fn msisdn_param(
-    name: &str,
-    raw: String,
-    errors: &mut Vec<FieldError>,
-) -> Option<String> {
-    let value = match raw.strip_prefix(' ') {
-        Some(rest) => format!("+{rest}"),
-        None => raw,
-    };
-    if is_msisdn(&value) {
-        Some(value)
-    } else {
-        errors.push(query_error(
-            name,
-            "string_pattern_mismatch",
-            "String should match pattern '^\\+[0-9]{1,20}$' (E.164: '+' then digits)",
-        ));
-        None
-    }
-}
-
-pub(crate) fn time_param(
-    name: &str,
-    raw: &str,
-    errors: &mut Vec<FieldError>,
-) -> Option<DateTime<Utc>> {
-    let parsed = parse_instant(raw);
-    if parsed.is_none() {
-        errors.push(query_error(
-            name,
-            "datetime_parsing",
-            "Input should be a valid datetime: YYYY-MM-DDTHH:MM:SS[.fraction]Z, YYYY-MM-DD, or with an offset like +05:30",
-        ));
-    }
-    parsed
-}
-
-/// The webhook's strict format first; then a bare date (midnight UTC), and an RFC 3339 time
-/// with an offset, whose `+` may have arrived as a space (curl again).
-fn parse_instant(s: &str) -> Option<DateTime<Utc>> {
-    if let Some(ts) = parse_ts(s) {
-        return Some(ts);
-    }
-    let b = s.as_bytes();
-    if b.len() == 10 && b[4] == b'-' && b[7] == b'-' {
-        let digits = [0..4, 5..7, 8..10]
-            .into_iter()
-            .all(|r| b[r].iter().all(u8::is_ascii_digit));
-        if !digits {
-            return None;
-        }
-        let date = NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()?;
-        return Some(date.and_hms_opt(0, 0, 0)?.and_utc());
-    }
-    if b.len() < 25 || b[10] != b'T' {
-        return None;
-    }
-    let offset_sign = b.len() - 6;
-    let fixed;
-    let s = if b[offset_sign] == b' ' {
-        fixed = format!("{}+{}", &s[..offset_sign], &s[offset_sign + 1..]);
-        fixed.as_str()
-    } else {
-        s
-    };
-    DateTime::parse_from_rfc3339(s)
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
-}
-
-/// `%q%` with the LIKE wildcards and the escape character of `q` escaped, so they match literally.
-pub(crate) fn contains_pattern(q: &str) -> String {
-    let mut pattern = String::with_capacity(q.len() + 2);
-    pattern.push('%');
-    for c in q.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            pattern.push('\\');
-        }
-        pattern.push(c);
-    }
-    pattern.push('%');
-    pattern
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ingest_shared::message::{Loc, parse_ts};
 
     fn kinds(raw: &str) -> Vec<(String, String)> {
         Params::parse(Some(raw))
@@ -400,42 +277,5 @@ mod tests {
         assert_eq!(p.from.as_deref(), Some("+1"));
         // Found by schemathesis: a malformed alias next to a valid `from` is still a 422.
         assert!(Params::parse(Some("from=+1&from_msisdn=abc")).is_err());
-    }
-
-    #[test]
-    fn since_formats() {
-        let at = |s: &str| parse_instant(s).map(|t| t.to_rfc3339());
-        assert_eq!(
-            at("2025-01-15T10:00:00Z").unwrap(),
-            "2025-01-15T10:00:00+00:00"
-        );
-        assert_eq!(at("2025-01-15").unwrap(), "2025-01-15T00:00:00+00:00");
-        assert_eq!(
-            at("2025-01-15T10:00:00+05:30").unwrap(),
-            "2025-01-15T04:30:00+00:00"
-        );
-        assert_eq!(
-            at("2025-01-15T10:00:00.5 05:30").unwrap(),
-            "2025-01-15T04:30:00.500+00:00"
-        );
-        assert_eq!(
-            at("2025-01-15T10:00:00-01:00").unwrap(),
-            "2025-01-15T11:00:00+00:00"
-        );
-        for bad in [
-            "",
-            "2025-1-15",
-            "2025-02-30",
-            "+2025-01-1",
-            "2025-01-15 10:00:00Z",
-            "1736935200",
-        ] {
-            assert!(at(bad).is_none(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn q_wildcards_match_literally() {
-        assert_eq!(contains_pattern(r"50%_a\b'"), r"%50\%\_a\\b'%");
     }
 }

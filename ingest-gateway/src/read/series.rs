@@ -1,5 +1,5 @@
-//! `GET /stats/timeseries`: what it accepts ([`SeriesQuery`], also its OpenAPI description), what
-//! a valid request means ([`SeriesParams`]), and the two statements that count it.
+//! `GET /stats/timeseries`: what it accepts and what a valid request means ([`SeriesParams`],
+//! also its OpenAPI description), and the two statements that count it.
 //!
 //! Without a sender or recipient the series adds up the read model's hour and day buckets, and
 //! counts only the rows of the partial hours that `since` and `until` cut (the same split as the
@@ -8,13 +8,15 @@
 //! index: the cost is that sender's rows in the range.
 
 use chrono::{DateTime, Utc};
-use ingest_shared::message::{FieldError, ValidationErrors};
+use ingest_shared::message::ValidationErrors;
 use ingest_shared::read_model::buckets::{TimeBuckets, Unit};
 use serde::Serialize;
 use sqlx::PgPool;
+use utoipa::openapi::path::{Parameter, ParameterIn};
 use utoipa::{IntoParams, ToSchema};
 
-use super::params::{msisdn_param, query_error, time_param};
+use super::params::{FROM, TO};
+use crate::query::{Kind, Param, Query};
 
 /// At most this many buckets in one answer; past it the answer is cut and says where to go on.
 /// A day series reaches it only past a few decades of data; an hour series past a year or so.
@@ -37,45 +39,26 @@ impl From<Unit> for BucketName {
     }
 }
 
-/// The parameters as sent (the last of a repeated key wins, unknown keys are ignored).
-#[derive(Debug, Default, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct SeriesQuery {
-    /// Bucket length: a UTC hour or a UTC day.
-    #[param(required = true, value_type = BucketName)]
-    bucket: Option<String>,
-    /// Exact sender, `+` then digits. A raw `+` that arrived as a space is taken as `+`.
-    #[param(pattern = r"^[+ ][0-9]{1,20}$", example = "+919876543210")]
-    from: Option<String>,
-    /// Exact recipient, `+` then digits.
-    #[param(pattern = r"^[+ ][0-9]{1,20}$", example = "+14155550100")]
-    to: Option<String>,
-    /// Only messages with `ts >= since` (formats as in `/messages`). A bucket that `since` cuts
-    /// counts only its rows at or after `since`.
-    #[param(example = "2025-01-15T10:00:00Z")]
-    since: Option<String>,
-    /// Only messages with `ts < until`; same formats. A bucket that `until` cuts counts only its
-    /// rows before `until`.
-    until: Option<String>,
-}
-
-impl SeriesQuery {
-    fn from_raw(raw: &str) -> Self {
-        let mut query = Self::default();
-        for (key, value) in form_urlencoded::parse(raw.as_bytes()) {
-            let slot = match &*key {
-                "bucket" => &mut query.bucket,
-                "from" => &mut query.from,
-                "to" => &mut query.to,
-                "since" => &mut query.since,
-                "until" => &mut query.until,
-                _ => continue,
-            };
-            *slot = Some(value.into_owned());
-        }
-        query
-    }
-}
+const BUCKET: Param = Param::new(
+    "bucket",
+    Kind::Required {
+        schema: "BucketName",
+    },
+    "Bucket length: a UTC hour or a UTC day.",
+);
+const SINCE: Param = Param::new(
+    "since",
+    Kind::Time,
+    "Only messages with `ts >= since` (formats as in `/messages`). A bucket that `since` cuts\n\
+    counts only its rows at or after `since`.",
+)
+.example("2025-01-15T10:00:00Z");
+const UNTIL: Param = Param::new(
+    "until",
+    Kind::Time,
+    "Only messages with `ts < until`; same formats. A bucket that `until` cuts counts only its\n\
+    rows before `until`.",
+);
 
 /// A validated request.
 #[derive(Debug, PartialEq)]
@@ -87,44 +70,44 @@ pub struct SeriesParams {
     pub until: Option<DateTime<Utc>>,
 }
 
+impl IntoParams for SeriesParams {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        crate::query::document(&[&BUCKET, &FROM, &TO, &SINCE, &UNTIL])
+    }
+}
+
 impl SeriesParams {
     /// Every bad value is reported, not just the first.
     pub fn parse(raw: Option<&str>) -> Result<Self, ValidationErrors> {
-        let query = SeriesQuery::from_raw(raw.unwrap_or(""));
-        let mut errors: Vec<FieldError> = Vec::new();
-        let unit = match query.bucket.as_deref() {
+        let mut q = Query::new(raw);
+        let unit = match q.raw(&BUCKET) {
             None => {
-                errors.push(query_error("bucket", "missing", "Field required"));
+                q.reject(BUCKET.name, "missing", "Field required");
                 None
             }
-            Some(name) => Unit::parse(name).or_else(|| {
-                errors.push(query_error(
-                    "bucket",
-                    "enum",
-                    "Input should be 'hour' or 'day'",
-                ));
-                None
-            }),
+            Some(name) => {
+                let unit = Unit::parse(name);
+                if unit.is_none() {
+                    q.reject(BUCKET.name, "enum", "Input should be 'hour' or 'day'");
+                }
+                unit
+            }
         };
-        let from = query
-            .from
-            .and_then(|v| msisdn_param("from", v, &mut errors));
-        let to = query.to.and_then(|v| msisdn_param("to", v, &mut errors));
-        let since = query
-            .since
-            .and_then(|v| time_param("since", &v, &mut errors));
-        let until = query
-            .until
-            .and_then(|v| time_param("until", &v, &mut errors));
+        let from = q.msisdn(&FROM);
+        let to = q.msisdn(&TO);
+        let since = q.time(&SINCE);
+        let until = q.time(&UNTIL);
         match unit {
-            Some(unit) if errors.is_empty() => Ok(SeriesParams {
+            Some(unit) => q.finish(SeriesParams {
                 unit,
                 from,
                 to,
                 since,
                 until,
             }),
-            _ => Err(ValidationErrors(errors)),
+            None => Err(q
+                .finish(())
+                .expect_err("a missing or bad bucket is an error")),
         }
     }
 }

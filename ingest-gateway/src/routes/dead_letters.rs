@@ -16,9 +16,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::dead_letters::params::{
-    self, DeleteQuery, ListParams, ListQuery, RedriveParams, RedriveQuery,
-};
+use crate::dead_letters::params::{self, DeleteParams, ListParams, RedriveParams};
 use crate::dead_letters::redrive;
 use crate::dead_letters::store::{self, DeadLetterRow};
 use crate::error::{ApiError, DetailBody, ValidationErrorBody};
@@ -153,7 +151,7 @@ fn path_id(path: Result<Path<String>, PathRejection>) -> Result<i64, ApiError> {
     summary = "List dead letters",
     description = "Messages the workers could never store, in id order, paginated by `cursor`. \
         Filters combine with AND; `since`/`until` apply to `last_seen`.",
-    params(ListQuery),
+    params(ListParams),
     responses(
         (status = 200, description = "A page of dead letters", body = DeadLettersPage),
         (status = 401, description = "No valid admin bearer token", body = DetailBody),
@@ -265,7 +263,7 @@ pub async fn redrive_one(
         redrive does. Call again while `remaining` is above 0; `deferred` ones are inside the \
         duplicate window and succeed on a later call. Pass `until` = the time the loop started \
         so that payloads failing again (which come back with a newer `last_seen`) end the loop.",
-    params(RedriveQuery),
+    params(RedriveParams),
     responses(
         (status = 200, description = "What this call did", body = RedrivenMany),
         (status = 401, description = "No valid admin bearer token", body = DetailBody),
@@ -327,7 +325,7 @@ pub async fn delete_one(
     security(("bearer" = [])),
     summary = "Delete the dead letters matching the filters",
     description = "At least one filter, or `all=true`, is required (422 otherwise).",
-    params(DeleteQuery),
+    params(DeleteParams),
     responses(
         (status = 200, description = "How many were deleted", body = Deleted),
         (status = 401, description = "No valid admin bearer token", body = DetailBody),
@@ -340,7 +338,9 @@ pub async fn delete_matching(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Deleted>, ApiError> {
-    let filters = params::parse_delete(raw.as_deref()).map_err(ApiError::Validation)?;
+    let filters = DeleteParams::parse(raw.as_deref())
+        .map_err(ApiError::Validation)?
+        .filters;
     let deleted = store::delete_matching(&state.db, &filters)
         .await
         .map_err(|e| db_error(&state, e))?;

@@ -17,7 +17,7 @@ use crate::error::ApiError;
 use crate::prefer::{Count, PREFERENCE_APPLIED, Preferences};
 use crate::read::cursor::Cursor;
 use crate::read::page;
-use crate::read::params::{MessagesQuery, Params};
+use crate::read::params::Params;
 use crate::replica::ReadDb;
 use crate::state::AppState;
 
@@ -98,7 +98,7 @@ pub struct MessagesPage {
         response header). `total` is exact up to 10,000 matches (1,000 with \
         `Prefer: count=estimated`, unbounded with `Prefer: count=exact`); past that it is \
         Postgres's estimate and `total_estimated` is true.",
-    params(MessagesQuery, crate::prefer::PreferHeader),
+    params(Params, crate::prefer::PreferHeader),
     responses(
         (status = 200, description = "A page of messages (`format=json`), or every match (`format=ndjson`: one item per line; `format=csv`)", content(
             (MessagesPage = "application/json"),

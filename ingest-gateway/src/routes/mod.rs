@@ -5,3 +5,6 @@ pub mod stats;
 pub mod ui;
 pub mod webhook;
 pub mod whatsapp;
+
+/// The metrics of every sender endpoint, registered at start-up.
+pub const SENDERS: [&crate::metrics::SenderMetrics; 2] = [&webhook::METRICS, &whatsapp::METRICS];

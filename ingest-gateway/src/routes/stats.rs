@@ -12,7 +12,7 @@ use utoipa_axum::routes;
 
 use crate::error::ApiError;
 use crate::read;
-use crate::read::series::{BucketName, MAX_BUCKETS, SeriesParams, SeriesQuery};
+use crate::read::series::{BucketName, MAX_BUCKETS, SeriesParams};
 use crate::replica::ReadDb;
 use crate::state::AppState;
 
@@ -128,7 +128,7 @@ pub struct Timeseries {
         or `to` it counts that sender's or recipient's messages in the range through its index, \
         so its cost grows with them. At most 10,000 buckets per answer (`truncated`, \
         `next_since`). Read-your-writes, as `/messages` (see the `Consistency` header).",
-    params(SeriesQuery),
+    params(SeriesParams),
     responses(
         (status = 200, description = "The series", body = Timeseries, headers(
             ("Consistency" = String, description = "`fresh`, `stale` (the wait timed out or NATS was unreachable) or `skipped` (opted out)"),

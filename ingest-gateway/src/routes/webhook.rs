@@ -6,6 +6,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use ingest_shared::message;
+use ingest_shared::metric::Metric;
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -14,7 +15,7 @@ use utoipa_axum::routes;
 use crate::Config;
 use crate::error::{ApiError, DetailBody, ValidationErrorBody};
 use crate::ingest::{self, Message, Sender, StatusBody};
-use crate::metrics::Endpoint;
+use crate::metrics::SenderMetrics;
 use crate::observe::{RequestId, TraceParent};
 use crate::state::AppState;
 
@@ -85,11 +86,34 @@ async fn receive(
     ingest::receive::<Webhook>(&state, &request_id, &trace_parent, &headers, body).await
 }
 
+/// Every `result` label of `webhook_requests_total`.
+pub const RESULTS: [&str; 7] = [
+    "created",
+    "duplicate",
+    "invalid_signature",
+    "stale_timestamp",
+    "validation_error",
+    "too_large",
+    "unavailable",
+];
+
+pub const METRICS: SenderMetrics = SenderMetrics {
+    endpoint: "webhook",
+    requests: Metric::new_counter(
+        "webhook_requests_total",
+        "POST /webhook calls, by how they ended",
+    )
+    .labels(&["result"]),
+    results: &RESULTS,
+    keys: |config| config.secrets.len(),
+    own: &[],
+};
+
 /// The body is the message, stored byte for byte.
 struct Webhook;
 
 impl Sender for Webhook {
-    const ENDPOINT: Endpoint = Endpoint::Webhook;
+    const METRICS: &'static SenderMetrics = &METRICS;
 
     fn verify(config: &Config, headers: &HeaderMap, body: &[u8]) -> Result<usize, ApiError> {
         ingest::webhook_signature(config, headers, body)

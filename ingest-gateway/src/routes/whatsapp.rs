@@ -7,6 +7,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
+use ingest_shared::metric::Metric;
 use ingest_shared::whatsapp;
 use secrecy::ExposeSecret;
 use serde::Deserialize;
@@ -16,7 +17,7 @@ use utoipa_axum::routes;
 use crate::Config;
 use crate::error::{ApiError, DetailBody, ValidationErrorBody};
 use crate::ingest::{self, Message, Sender, StatusBody};
-use crate::metrics::{self, Endpoint};
+use crate::metrics::SenderMetrics;
 use crate::observe::{RequestId, TraceParent};
 use crate::state::AppState;
 
@@ -123,12 +124,46 @@ async fn receive(
     ingest::receive::<WhatsApp>(&state, &request_id, &trace_parent, &headers, body).await
 }
 
+const MESSAGES: Metric = Metric::new_counter(
+    "whatsapp_messages_total",
+    "Chat messages unpacked from WhatsApp envelopes and stored in JetStream, by result",
+)
+.labels(&["result"]);
+const STATUSES: Metric = Metric::new_counter(
+    "whatsapp_statuses_total",
+    "WhatsApp delivery statuses received (counted, not stored), by status",
+)
+.labels(&["status"]);
+/// Statuses counted by name; anything else is `other`, so a sender cannot grow the label set.
+const STATUS_NAMES: [&str; 5] = ["sent", "delivered", "read", "failed", "other"];
+
+pub const METRICS: SenderMetrics = SenderMetrics {
+    endpoint: "whatsapp",
+    requests: Metric::new_counter(
+        "whatsapp_requests_total",
+        "POST /webhook/whatsapp calls, by how they ended",
+    )
+    .labels(&["result"]),
+    results: &[
+        "created",
+        "duplicate",
+        "invalid_signature",
+        "validation_error",
+        "unavailable",
+    ],
+    keys: |config| config.whatsapp_secrets.len(),
+    own: &[
+        (&MESSAGES, &["created", "duplicate"]),
+        (&STATUSES, &STATUS_NAMES),
+    ],
+};
+
 /// Meta's notification envelope: every chat message in it is stored on its own; delivery
 /// statuses are counted, not stored.
 struct WhatsApp;
 
 impl Sender for WhatsApp {
-    const ENDPOINT: Endpoint = Endpoint::WhatsApp;
+    const METRICS: &'static SenderMetrics = &METRICS;
 
     fn verify(config: &Config, headers: &HeaderMap, body: &[u8]) -> Result<usize, ApiError> {
         ingest::hub_signature(config, headers, body)
@@ -137,7 +172,11 @@ impl Sender for WhatsApp {
     fn unpack(body: Bytes) -> Result<Vec<Message>, ApiError> {
         let envelope = whatsapp::unpack(&body).map_err(ApiError::Validation)?;
         for status in &envelope.statuses {
-            metrics::whatsapp_status(status);
+            let name = STATUS_NAMES
+                .into_iter()
+                .find(|name| name == status)
+                .unwrap_or("other");
+            STATUSES.counter(&[name]).increment(1);
         }
         Ok(envelope
             .messages
@@ -150,7 +189,8 @@ impl Sender for WhatsApp {
     }
 
     fn stored(duplicate: bool) {
-        metrics::whatsapp_message(duplicate);
+        let result = if duplicate { "duplicate" } else { "created" };
+        MESSAGES.counter(&[result]).increment(1);
     }
 
     fn span() -> tracing::Span {
