@@ -90,14 +90,12 @@ struct Seen {
     lag: Option<(i64, Option<Duration>)>,
 }
 
-#[derive(sqlx::FromRow)]
 struct ReadSide {
     in_recovery: bool,
     replayed: Option<i64>,
     replay_age_secs: Option<f64>,
 }
 
-#[derive(sqlx::FromRow)]
 struct PrimaryLsn {
     lsn: i64,
 }
