@@ -155,8 +155,7 @@ pub async fn fetch(db: &PgPool, params: &SeriesParams) -> sqlx::Result<Vec<Bucke
         .fetch_all(db)
         .await;
     }
-    let buckets = TimeBuckets::for_unit(params.since, params.until, params.unit);
-    let b = &buckets;
+    let b = TimeBuckets::for_unit(params.since, params.until, params.unit);
     sqlx::query_file_as!(
         BucketRow,
         "src/read/series_from_aggregates.sql",
