@@ -34,8 +34,11 @@ RUN cargo chef cook --release --locked --recipe-path recipe.json \
     -p ingest-gateway -p ingest-worker -p ingest-healthcheck
 # Only what the three binaries are built from. tests/ is a workspace member, so cargo needs it to
 # load the workspace, though nothing in it is built here. migrations/ is embedded at compile time
-# (sqlx::migrate!), so the image applies the schema itself.
+# (sqlx::migrate!), so the image applies the schema itself. The statements are checked against
+# .sqlx/ (offline, as .cargo/config.toml sets): the build needs no database.
 COPY Cargo.toml Cargo.lock ./
+COPY .cargo .cargo
+COPY .sqlx .sqlx
 COPY shared shared
 COPY ingest-gateway ingest-gateway
 COPY ingest-worker ingest-worker

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The lint gate `.ci/run` runs before the tests: formatting, clippy with warnings as errors over
-# every crate and target of the workspace, and no dependency that no code uses (cargo-machete,
+# every crate and target of the workspace, no dependency that no code uses (cargo-machete,
 # installed from crates.io when missing; a false positive goes in the crate's
-# [package.metadata.cargo-machete] ignored list, with the reason).
+# [package.metadata.cargo-machete] ignored list, with the reason), and .sqlx/ matching the
+# statements and migrations (scripts/sqlx-prepare.sh --check, on the Postgres services.sh finds
+# or starts).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/services.sh
@@ -17,3 +19,5 @@ echo "[lint] cargo machete (unused dependencies)" >&2
 # workspace takes no time either way.
 command -v cargo-machete >/dev/null || cargo install --locked --debug -q cargo-machete
 cargo machete
+echo "[lint] .sqlx/ up to date (scripts/sqlx-prepare.sh --check)" >&2
+scripts/sqlx-prepare.sh --check

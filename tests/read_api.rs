@@ -1101,3 +1101,36 @@ async fn totals_past_the_bound_are_estimated_and_say_so() {
     }
     gateway.stop().await.unwrap();
 }
+
+/// The filters are SQL functions (migrations/…_filters.sql) that must be inlined into the
+/// statements using them: a function Postgres runs as such (declared STRICT, VOLATILE, with a
+/// SET clause, ...) still answers right, but through a scan of every partition instead of the
+/// filters' indexes. Inlined, the function's name is gone from the plan.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_filter_functions_are_inlined_into_the_plans() {
+    let env = TestEnv::new().await;
+    for (function, statement) in [
+        (
+            "messages_matching",
+            "SELECT m.ts, m.message_id FROM messages_matching('+1', NULL, now(), NULL, '%a%') m \
+             ORDER BY m.ts, m.message_id LIMIT 10",
+        ),
+        (
+            "dead_letter_matches",
+            "DELETE FROM dead_letters d WHERE dead_letter_matches(d, '%a%', now(), NULL)",
+        ),
+    ] {
+        let plan: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "EXPLAIN (VERBOSE, COSTS OFF) {statement}"
+        )))
+        .fetch_all(&env.db)
+        .await
+        .unwrap();
+        let plan = plan.join("\n");
+        assert!(!plan.contains(function), "{function} not inlined:\n{plan}");
+        assert!(
+            plan.contains("~~*"),
+            "the pattern filter is in the plan:\n{plan}"
+        );
+    }
+}

@@ -141,9 +141,13 @@ async fn mismatches(db: &PgPool) -> Vec<String> {
     .expect("compare the aggregates")
 }
 
+/// Decoded by the names stats.sql gives its columns, with the never-NULL mark ("!") its
+/// compile-time check reads.
 #[derive(Debug, PartialEq, sqlx::FromRow)]
 struct Top {
+    #[sqlx(rename = "top_senders!")]
     top_senders: Vec<String>,
+    #[sqlx(rename = "top_sender_counts!")]
     top_sender_counts: Vec<i64>,
 }
 

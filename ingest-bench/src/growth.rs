@@ -12,14 +12,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::stats::{self, Summary};
 
-const DRAINED_SINCE: &str = include_str!("sql/drained_since.sql");
-const UNSTORE: &str = include_str!("sql/unstore.sql");
-const UNSTORE_IDS: &str = include_str!("sql/unstore_ids.sql");
-const HAS_MESSAGE_IDS: &str = include_str!("sql/has_message_ids.sql");
-const ROWS_IN_RANGE: &str = include_str!("sql/rows_in_range.sql");
-const PROBE: &str = include_str!("sql/probe.sql");
-const EXPIRED_LEFT: &str = include_str!("sql/expired_left.sql");
-
 /// The workers' count of rows they inserted, the same counter their /metrics exports.
 const ROWS_INSERTED: &str = "worker_rows_inserted_total";
 
@@ -67,7 +59,6 @@ pub struct Drained {
     pub wall_s: f64,
 }
 
-#[derive(sqlx::FromRow)]
 struct Span {
     rows: i64,
     first: Option<DateTime<Utc>>,
@@ -97,8 +88,7 @@ pub async fn drained_since(
     ts_from: DateTime<Utc>,
     wall_s: f64,
 ) -> anyhow::Result<Drained> {
-    let span: Span = sqlx::query_as(DRAINED_SINCE)
-        .bind(ts_from)
+    let span: Span = sqlx::query_file_as!(Span, "src/sql/drained_since.sql", ts_from)
         .fetch_one(db)
         .await?;
     let span_s = match (span.first, span.last) {
@@ -116,7 +106,6 @@ pub async fn drained_since(
     })
 }
 
-#[derive(sqlx::FromRow)]
 struct Removed {
     message_id: String,
     from_msisdn: String,
@@ -124,7 +113,6 @@ struct Removed {
     ts: DateTime<Utc>,
 }
 
-#[derive(sqlx::FromRow)]
 struct Present {
     present: bool,
 }
@@ -133,15 +121,17 @@ struct Present {
 /// `message_ids` when the schema has it) in one transaction. Returns how many.
 pub async fn unstore(db: &PgPool, from: DateTime<Utc>, to: DateTime<Utc>) -> anyhow::Result<u64> {
     let mut tx = db.begin().await?;
-    let has_ids: Present = sqlx::query_as(HAS_MESSAGE_IDS).fetch_one(&mut *tx).await?;
-    let removed: Vec<Removed> = sqlx::query_as(UNSTORE)
-        .bind(from)
-        .bind(to)
+    let has_ids: Present = sqlx::query_file_as!(Present, "src/sql/has_message_ids.sql")
+        .fetch_one(&mut *tx)
+        .await?;
+    let removed: Vec<Removed> = sqlx::query_file_as!(Removed, "src/sql/unstore.sql", from, to)
         .fetch_all(&mut *tx)
         .await?;
     if has_ids.present {
         let ids: Vec<&str> = removed.iter().map(|r| r.message_id.as_str()).collect();
-        sqlx::query(UNSTORE_IDS).bind(ids).execute(&mut *tx).await?;
+        sqlx::query_file!("src/sql/unstore_ids.sql", &ids as &[&str])
+            .execute(&mut *tx)
+            .await?;
     }
     let changes: Changes = removed
         .into_iter()
@@ -169,9 +159,7 @@ pub async fn count_in(
     while at < to {
         let next = (at + step).min(to);
         let mut tx = db.begin().await?;
-        let rows: Vec<Change> = sqlx::query_as(ROWS_IN_RANGE)
-            .bind(at)
-            .bind(next)
+        let rows: Vec<Change> = sqlx::query_file_as!(Change, "src/sql/rows_in_range.sql", at, next)
             .fetch_all(&mut *tx)
             .await?;
         let changes: Changes = rows.into_iter().collect();
@@ -193,7 +181,6 @@ pub struct Blocked {
     pub probe_max_ms: f64,
 }
 
-#[derive(sqlx::FromRow)]
 struct Left {
     rows: i64,
 }
@@ -213,8 +200,7 @@ pub async fn probe_until_expired(
     loop {
         let now = Instant::now();
         if now >= next_check {
-            let left: Left = sqlx::query_as(EXPIRED_LEFT)
-                .bind(cutoff)
+            let left: Left = sqlx::query_file_as!(Left, "src/sql/expired_left.sql", cutoff)
                 .fetch_one(db)
                 .await?;
             if left.rows == 0 {
@@ -229,7 +215,9 @@ pub async fn probe_until_expired(
             next_check = now + Duration::from_millis(500);
         }
         let t = Instant::now();
-        sqlx::query(PROBE).fetch_optional(db).await?;
+        sqlx::query_file!("src/sql/probe.sql")
+            .fetch_optional(db)
+            .await?;
         let took = t.elapsed();
         stats::record(&mut latency, took);
         max = max.max(took);

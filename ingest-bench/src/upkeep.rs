@@ -18,12 +18,9 @@ use sqlx::PgConnection;
 use crate::procmon::{self, Monitor, Target};
 use crate::workload::Workload;
 
-/// The worker's own statement (ingest-worker/src/store.rs runs it), so this measures what the
-/// worker runs; its dead-letter arrays are bound empty.
-const STORE_BATCH: &str = include_str!("../../ingest-worker/src/sql/store_batch.sql");
+/// Two statements, run as raw SQL (a checked statement is one statement); psql runs the same
+/// file in scripts/bench-upkeep.sh.
 const RESET: &str = include_str!("sql/upkeep_reset.sql");
-const MISMATCHES: &str = include_str!("sql/upkeep_mismatches.sql");
-const BACKEND_PID: &str = include_str!("sql/backend_pid.sql");
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -46,12 +43,10 @@ pub struct Pass {
     pub mismatches: Option<i64>,
 }
 
-#[derive(sqlx::FromRow)]
 struct Pid {
     pid: i32,
 }
 
-#[derive(sqlx::FromRow)]
 struct Mismatches {
     mismatches: i64,
 }
@@ -75,7 +70,9 @@ pub async fn measure(
         ingest_shared::search_index::SearchIndex::from_env(&ingest_shared::config::ProcessEnv)?;
     ingest_shared::search_index::reconcile(&database_url.parse()?, wanted).await?;
     let mut conn = pool.acquire().await?;
-    let pid: Pid = sqlx::query_as(BACKEND_PID).fetch_one(&mut *conn).await?;
+    let pid: Pid = sqlx::query_file_as!(Pid, "src/sql/backend_pid.sql")
+        .fetch_one(&mut *conn)
+        .await?;
     let backend = Target::Pids(vec![pid.pid as u32]);
     let mut passes = Vec::new();
     for _ in 0..repeat.max(1) {
@@ -95,7 +92,10 @@ pub async fn measure(
             let mismatches = match mode {
                 Mode::InsertOnly => None,
                 Mode::WithUpkeep => {
-                    let m: Mismatches = sqlx::query_as(MISMATCHES).fetch_one(&mut *conn).await?;
+                    let m: Mismatches =
+                        sqlx::query_file_as!(Mismatches, "src/sql/upkeep_mismatches.sql")
+                            .fetch_one(&mut *conn)
+                            .await?;
                     Some(m.mismatches)
                 }
             };
@@ -132,39 +132,39 @@ async fn store_all(
     let no_i32: &[i32] = &[];
     for (b, chunk) in rows.chunks(batch.max(1)).enumerate() {
         let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-        let inserted: Vec<Change> = sqlx::query_as(STORE_BATCH)
-            .bind(
-                chunk
-                    .iter()
-                    .map(|m| m.message_id.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(chunk.iter().map(|m| m.from.as_str()).collect::<Vec<_>>())
-            .bind(chunk.iter().map(|m| m.to.as_str()).collect::<Vec<_>>())
-            .bind(chunk.iter().map(|m| m.ts).collect::<Vec<_>>())
-            .bind(chunk.iter().map(|m| m.ts_raw.as_str()).collect::<Vec<_>>())
-            .bind(chunk.iter().map(|m| m.text.as_deref()).collect::<Vec<_>>())
-            .bind(
-                (0..chunk.len())
-                    .map(|i| (b * batch + i) as i64)
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                chunk
-                    .iter()
-                    .map(|m| m.msg_type.as_deref())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(no_i64)
-            .bind(no_text)
-            .bind(no_bytes)
-            .bind(no_text)
-            .bind(no_opt)
-            .bind(no_text)
-            .bind(no_text)
-            .bind(no_i32)
-            .fetch_all(&mut *tx)
-            .await?;
+        let ids: Vec<&str> = chunk.iter().map(|m| m.message_id.as_str()).collect();
+        let froms: Vec<&str> = chunk.iter().map(|m| m.from.as_str()).collect();
+        let tos: Vec<&str> = chunk.iter().map(|m| m.to.as_str()).collect();
+        let ts: Vec<_> = chunk.iter().map(|m| m.ts).collect();
+        let ts_raw: Vec<&str> = chunk.iter().map(|m| m.ts_raw.as_str()).collect();
+        let texts: Vec<Option<&str>> = chunk.iter().map(|m| m.text.as_deref()).collect();
+        let seqs: Vec<i64> = (0..chunk.len()).map(|i| (b * batch + i) as i64).collect();
+        let msg_types: Vec<Option<&str>> = chunk.iter().map(|m| m.msg_type.as_deref()).collect();
+        // The worker's own statement (ingest-worker/src/store.rs runs it), so this measures what
+        // the worker runs; its dead-letter arrays are bound empty.
+        let inserted: Vec<Change> = sqlx::query_file_as!(
+            Change,
+            "../ingest-worker/src/sql/store_batch.sql",
+            &ids as &[&str],
+            &froms as &[&str],
+            &tos as &[&str],
+            &ts,
+            &ts_raw as &[&str],
+            &texts as &[Option<&str>],
+            &seqs,
+            &msg_types as &[Option<&str>],
+            no_opt as &[Option<&str>],
+            no_i64,
+            no_text as &[&str],
+            no_bytes as &[&[u8]],
+            no_text as &[&str],
+            no_opt as &[Option<&str>],
+            no_text as &[&str],
+            no_text as &[&str],
+            no_i32
+        )
+        .fetch_all(&mut *tx)
+        .await?;
         let inserted: Changes = inserted.into_iter().collect();
         if mode == Mode::WithUpkeep {
             upkeep::apply(&mut tx, &inserted, Direction::Added).await?;

@@ -44,13 +44,6 @@ use crate::store;
 /// Most given-up messages one scan walks past the stream's first sequence.
 const SCAN_LIMIT: usize = 100;
 
-/// Whether a dead letter for these bytes at this sequence is already written; the statement
-/// and its parameters are described in the file.
-const ALREADY_MOVED: &str = include_str!("sql/max_deliveries_moved.sql");
-const STORED: &str = include_str!("sql/max_deliveries_stored.sql");
-const LOCK: &str = include_str!("sql/max_deliveries_lock.sql");
-const UNLOCK: &str = include_str!("sql/max_deliveries_unlock.sql");
-
 /// The advisory's fields this needs (nats-server's `io.nats.jetstream.advisory.v1.max_deliver`).
 #[derive(Debug, Deserialize)]
 struct Advisory {
@@ -245,8 +238,7 @@ impl Mover {
         let Ok(message) = message::parse(payload) else {
             return Ok(false);
         };
-        sqlx::query_scalar(STORED)
-            .bind(&message.message_id)
+        sqlx::query_file_scalar!("src/sql/max_deliveries_stored.sql", message.message_id)
             .fetch_one(&self.db)
             .await
     }
@@ -327,17 +319,19 @@ impl Mover {
     /// call wrote it. The check and the write run under a lock on the payload's digest.
     async fn write_once(&self, letter: &DeadLetter) -> Result<bool, sqlx::Error> {
         let mut lock = self.db.acquire().await?;
-        sqlx::query(LOCK)
-            .bind(&letter.dedup_key)
+        sqlx::query_file!("src/sql/max_deliveries_lock.sql", letter.dedup_key)
             .execute(&mut *lock)
             .await?;
         let written = async {
-            let moved: bool = sqlx::query_scalar(ALREADY_MOVED)
-                .bind(&letter.dedup_key)
-                .bind(letter.stream_seq)
-                .bind(letter.kind.as_str())
-                .fetch_one(&mut *lock)
-                .await?;
+            // Whether a dead letter for these bytes at this sequence is already written.
+            let moved: bool = sqlx::query_file_scalar!(
+                "src/sql/max_deliveries_moved.sql",
+                letter.dedup_key,
+                letter.stream_seq,
+                letter.kind.as_str()
+            )
+            .fetch_one(&mut *lock)
+            .await?;
             if !moved {
                 store::store_batch(
                     &self.db,
@@ -350,10 +344,10 @@ impl Mover {
             Ok::<_, sqlx::Error>(!moved)
         }
         .await;
-        let unlocked = sqlx::query(UNLOCK)
-            .bind(&letter.dedup_key)
-            .execute(&mut *lock)
-            .await;
+        let unlocked =
+            sqlx::query_file_scalar!("src/sql/max_deliveries_unlock.sql", letter.dedup_key)
+                .fetch_one(&mut *lock)
+                .await;
         if unlocked.is_err() {
             // Closing the connection is what releases the lock then; it must not go back to the pool.
             lock.close_on_drop();

@@ -15,9 +15,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metrics::PARTITIONS_CREATED;
 
-/// The whole statement, its parameters and its locks are described in the file.
-const ENSURE_PARTITIONS: &str = include_str!("sql/ensure_partitions.sql");
-
 /// The width of one partition (`PARTITION_INTERVAL`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PartitionInterval {
@@ -76,11 +73,14 @@ impl PartitionSettings {
 
 /// Creates the partitions missing now; returns their names.
 pub async fn ensure(db: &PgPool, settings: &PartitionSettings) -> Result<Vec<String>, sqlx::Error> {
-    let created: Vec<String> = sqlx::query_scalar(ENSURE_PARTITIONS)
-        .bind(settings.interval.as_str())
-        .bind(settings.ahead as i32)
-        .fetch_all(db)
-        .await?;
+    // The whole statement, its parameters and its locks are described in the file.
+    let created: Vec<String> = sqlx::query_file_scalar!(
+        "src/sql/ensure_partitions.sql",
+        settings.interval.as_str(),
+        settings.ahead as i32
+    )
+    .fetch_all(db)
+    .await?;
     metrics::counter!(PARTITIONS_CREATED).increment(created.len() as u64);
     for name in &created {
         tracing::info!(

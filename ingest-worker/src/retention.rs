@@ -36,20 +36,6 @@ pub struct RetentionSettings {
     pub interval: Duration,
 }
 
-/// The whole statement, its parameters and why it is shaped so are described in the file.
-const DELETE_EXPIRED: &str = include_str!("sql/delete_expired.sql");
-/// The same for whole partitions, one file per statement of [`drop_partition`].
-const EXPIRED_PARTITIONS: &str = include_str!("sql/expired_partitions.sql");
-const LOCK_PARTITIONS: &str = include_str!("sql/lock_partitions.sql");
-const CLOSE_PARTITION: &str = include_str!("sql/close_partition.sql");
-const DELETE_PARTITION_IDS: &str = include_str!("sql/delete_partition_ids.sql");
-const PARTITION_COUNTS: &str = include_str!("sql/partition_counts.sql");
-const EMPTY_PARTITION: &str = include_str!("sql/empty_partition.sql");
-const DROP_LOCK_TIMEOUT: &str = include_str!("sql/drop_lock_timeout.sql");
-const DROP_PARTITION: &str = include_str!("sql/drop_partition.sql");
-/// The same for dead letters.
-const DELETE_EXPIRED_DEAD_LETTERS: &str = include_str!("sql/delete_expired_dead_letters.sql");
-
 /// What a retention loop deletes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Expiring {
@@ -167,7 +153,7 @@ pub async fn run(
 }
 
 /// A partition of `messages` and its range, as expired_partitions.sql lists it.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 struct Partition {
     name: String,
     lower_bound: Option<DateTime<Utc>>,
@@ -176,7 +162,6 @@ struct Partition {
 
 /// One key's count in an expired partition (partition_counts.sql): a sender, a recipient or an
 /// hour, whichever is set.
-#[derive(sqlx::FromRow)]
 struct PartitionCount {
     from_msisdn: Option<String>,
     to_msisdn: Option<String>,
@@ -193,10 +178,13 @@ async fn drop_expired_partitions(
 ) -> Result<u64, sqlx::Error> {
     let mut deleted = 0;
     // Looked at first without any lock, so a pass with nothing to drop takes none.
-    let expired: Vec<Partition> = sqlx::query_as(EXPIRED_PARTITIONS)
-        .bind(settings.days as i32)
-        .fetch_all(db)
-        .await?;
+    let expired: Vec<Partition> = sqlx::query_file_as!(
+        Partition,
+        "src/sql/expired_partitions.sql",
+        settings.days as i32
+    )
+    .fetch_all(db)
+    .await?;
     for _ in expired {
         if cancel.is_cancelled() {
             break;
@@ -225,30 +213,39 @@ async fn drop_partition(
     settings: &RetentionSettings,
 ) -> Result<Option<u64>, sqlx::Error> {
     let mut tx = db.begin().await?;
-    sqlx::query(LOCK_PARTITIONS).execute(&mut *tx).await?;
-    // Listed again under the lock: what was seen before may be gone.
-    let partition: Option<Partition> = sqlx::query_as(EXPIRED_PARTITIONS)
-        .bind(settings.days as i32)
-        .fetch_optional(&mut *tx)
+    sqlx::query_file!("src/sql/lock_partitions.sql")
+        .fetch_one(&mut *tx)
         .await?;
+    // Listed again under the lock: what was seen before may be gone.
+    let partition: Option<Partition> = sqlx::query_file_as!(
+        Partition,
+        "src/sql/expired_partitions.sql",
+        settings.days as i32
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
     let Some(partition) = partition else {
         return Ok(None);
     };
     let writers_from = Instant::now();
-    sqlx::query(CLOSE_PARTITION)
-        .bind(&partition.name)
+    sqlx::query_file!("src/sql/close_partition.sql", partition.name)
         .execute(&mut *tx)
         .await?;
-    sqlx::query(DELETE_PARTITION_IDS)
-        .bind(partition.lower_bound)
-        .bind(partition.upper_bound)
-        .execute(&mut *tx)
-        .await?;
-    let counts: Vec<PartitionCount> = sqlx::query_as(PARTITION_COUNTS)
-        .bind(partition.lower_bound)
-        .bind(partition.upper_bound)
-        .fetch_all(&mut *tx)
-        .await?;
+    sqlx::query_file!(
+        "src/sql/delete_partition_ids.sql",
+        partition.lower_bound,
+        partition.upper_bound
+    )
+    .execute(&mut *tx)
+    .await?;
+    let counts: Vec<PartitionCount> = sqlx::query_file_as!(
+        PartitionCount,
+        "src/sql/partition_counts.sql",
+        partition.lower_bound,
+        partition.upper_bound
+    )
+    .fetch_all(&mut *tx)
+    .await?;
     let mut moves = Moves::new(Direction::Removed);
     for count in counts {
         match count {
@@ -272,8 +269,7 @@ async fn drop_partition(
     }
     let rows = upkeep::apply_moves(&mut tx, &moves).await?;
     let readers_from = Instant::now();
-    sqlx::query(EMPTY_PARTITION)
-        .bind(&partition.name)
+    sqlx::query_file!("src/sql/empty_partition.sql", partition.name)
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
@@ -281,12 +277,14 @@ async fn drop_partition(
     let mut readers_ms = readers_from.elapsed().as_secs_f64() * 1000.0;
 
     let mut tx = db.begin().await?;
-    sqlx::query(DROP_LOCK_TIMEOUT).execute(&mut *tx).await?;
+    sqlx::query_file!("src/sql/drop_lock_timeout.sql")
+        .execute(&mut *tx)
+        .await?;
     let drop_from = Instant::now();
-    let dropped: Result<Option<bool>, _> = sqlx::query_scalar(DROP_PARTITION)
-        .bind(&partition.name)
-        .fetch_one(&mut *tx)
-        .await;
+    let dropped: Result<Option<bool>, _> =
+        sqlx::query_file_scalar!("src/sql/drop_partition.sql", partition.name)
+            .fetch_one(&mut *tx)
+            .await;
     readers_ms += drop_from.elapsed().as_secs_f64() * 1000.0;
     match dropped {
         Ok(Some(true)) => {
@@ -328,11 +326,15 @@ async fn drop_partition(
 /// many were deleted.
 async fn delete_batch(db: &PgPool, settings: &RetentionSettings) -> Result<u64, sqlx::Error> {
     let mut tx = db.begin().await?;
-    let deleted: Vec<Change> = sqlx::query_as(DELETE_EXPIRED)
-        .bind(settings.days as i32)
-        .bind(i64::from(settings.batch_size))
-        .fetch_all(&mut *tx)
-        .await?;
+    // The whole statement, its parameters and why it is shaped so are described in the file.
+    let deleted: Vec<Change> = sqlx::query_file_as!(
+        Change,
+        "src/sql/delete_expired.sql",
+        settings.days as i32,
+        i64::from(settings.batch_size)
+    )
+    .fetch_all(&mut *tx)
+    .await?;
     let deleted: Changes = deleted.into_iter().collect();
     upkeep::apply(&mut tx, &deleted, Direction::Removed).await?;
     tx.commit().await?;
@@ -344,11 +346,13 @@ async fn delete_dead_letter_batch(
     db: &PgPool,
     settings: &RetentionSettings,
 ) -> Result<u64, sqlx::Error> {
-    let deleted = sqlx::query(DELETE_EXPIRED_DEAD_LETTERS)
-        .bind(settings.days as i32)
-        .bind(i64::from(settings.batch_size))
-        .execute(db)
-        .await?
-        .rows_affected();
+    let deleted = sqlx::query_file!(
+        "src/sql/delete_expired_dead_letters.sql",
+        settings.days as i32,
+        i64::from(settings.batch_size)
+    )
+    .execute(db)
+    .await?
+    .rows_affected();
     Ok(deleted)
 }

@@ -13,9 +13,6 @@ use crate::batch::{Batch, LOG_TARGET, Row};
 use crate::config::RawPayload;
 use crate::dead_letter::{DeadLetter, Kind};
 
-/// The whole statement, its parameters and why it is shaped so are described in the file.
-const STORE_BATCH: &str = include_str!("sql/store_batch.sql");
-
 /// Stores `rows` and `dead` in one transaction, committed whole or not at all, the aggregates
 /// included. Returns how many rows were new.
 pub async fn store_batch(
@@ -31,7 +28,7 @@ pub async fn store_batch(
         Vec::with_capacity(n),
         Vec::with_capacity(n),
     );
-    let (mut ts, mut ts_raw, mut texts, mut seqs, mut kinds, mut raws) = (
+    let (mut ts, mut ts_raw, mut texts, mut seqs, mut msg_types, mut raws) = (
         Vec::<DateTime<Utc>>::with_capacity(n),
         Vec::with_capacity(n),
         Vec::with_capacity(n),
@@ -48,7 +45,7 @@ pub async fn store_batch(
         ts_raw.push(m.ts_raw.as_str());
         texts.push(m.text.as_deref());
         seqs.push(row.stream_seq);
-        kinds.push(m.msg_type.as_deref());
+        msg_types.push(m.msg_type.as_deref());
         // Sent as text and cast in the statement: the payload's own bytes, no copy or
         // re-serialisation here. A validated body is UTF-8 (its strings were decoded, and JSON
         // has nothing else outside ASCII).
@@ -57,51 +54,44 @@ pub async fn store_batch(
             RawPayload::Drop => None,
         });
     }
+    let dead_seqs: Vec<i64> = dead.iter().map(|d| d.letter.stream_seq).collect();
+    let dead_subjects: Vec<&str> = dead.iter().map(|d| d.letter.subject.as_str()).collect();
+    let dead_payloads: Vec<&[u8]> = dead.iter().map(|d| d.letter.payload.as_slice()).collect();
+    let dead_reasons: Vec<&str> = dead.iter().map(|d| d.letter.reason.as_str()).collect();
+    let dead_requests: Vec<Option<&str>> = dead
+        .iter()
+        .map(|d| d.letter.request_id.as_deref())
+        .collect();
+    let dead_kinds: Vec<&str> = dead.iter().map(|d| d.letter.kind.as_str()).collect();
+    let dead_keys: Vec<&str> = dead.iter().map(|d| d.letter.dedup_key.as_str()).collect();
+    let dead_times: Vec<i32> = dead.iter().map(|d| d.times).collect();
     let mut tx = pool.begin().await?;
-    let inserted: Vec<Change> = sqlx::query_as(STORE_BATCH)
-        .bind(ids)
-        .bind(froms)
-        .bind(tos)
-        .bind(ts)
-        .bind(ts_raw)
-        .bind(texts)
-        .bind(seqs)
-        .bind(kinds)
-        .bind(raws)
-        .bind(dead.iter().map(|d| d.letter.stream_seq).collect::<Vec<_>>())
-        .bind(
-            dead.iter()
-                .map(|d| d.letter.subject.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            dead.iter()
-                .map(|d| d.letter.payload.as_slice())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            dead.iter()
-                .map(|d| d.letter.reason.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            dead.iter()
-                .map(|d| d.letter.request_id.as_deref())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            dead.iter()
-                .map(|d| d.letter.kind.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            dead.iter()
-                .map(|d| d.letter.dedup_key.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(dead.iter().map(|d| d.times).collect::<Vec<_>>())
-        .fetch_all(&mut *tx)
-        .await?;
+    // The whole statement, its parameters and why it is shaped so are described in the file.
+    let inserted: Vec<Change> = sqlx::query_file_as!(
+        Change,
+        "src/sql/store_batch.sql",
+        // Borrowed, not copied into `String`s: the macro checks these arrays by count and
+        // position only (`as`), their element types by the casts in the statement.
+        &ids as &[&str],
+        &froms as &[&str],
+        &tos as &[&str],
+        &ts,
+        &ts_raw as &[&str],
+        &texts as &[Option<&str>],
+        &seqs,
+        &msg_types as &[Option<&str>],
+        &raws as &[Option<&str>],
+        &dead_seqs,
+        &dead_subjects as &[&str],
+        &dead_payloads as &[&[u8]],
+        &dead_reasons as &[&str],
+        &dead_requests as &[Option<&str>],
+        &dead_kinds as &[&str],
+        &dead_keys as &[&str],
+        &dead_times
+    )
+    .fetch_all(&mut *tx)
+    .await?;
     let inserted: Changes = inserted.into_iter().collect();
     // Only scripts/bench-upkeep.sh builds without the upkeep: a drain with and one without it
     // differ by what it costs. Such a build leaves /stats behind `messages`: never deploy it.
@@ -205,9 +195,12 @@ pub fn is_permanent(error: &sqlx::Error) -> bool {
 
 /// How many dead letters are stored, per kind; a kind with none is 0.
 pub async fn dead_letters_by_kind(pool: &PgPool) -> Result<Vec<(Kind, i64)>, sqlx::Error> {
-    let counted: Vec<(String, i64)> = sqlx::query_as(include_str!("sql/dead_letters_by_kind.sql"))
+    let counted: Vec<(String, i64)> = sqlx::query_file!("src/sql/dead_letters_by_kind.sql")
         .fetch_all(pool)
-        .await?;
+        .await?
+        .into_iter()
+        .map(|row| (row.kind, row.count))
+        .collect();
     Ok(Kind::ALL
         .into_iter()
         .map(|kind| {

@@ -6,6 +6,6 @@
 --
 -- One row: `rows`, and `first` / `last`, the earliest and latest `created_at` (the inserting
 -- transactions' starts), NULL when no row matched.
-SELECT count(*) AS rows, min(created_at) AS first, max(created_at) AS last
+SELECT count(*) AS "rows!", min(created_at) AS first, max(created_at) AS last
 FROM messages
 WHERE ts >= $1

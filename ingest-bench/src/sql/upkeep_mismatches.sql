@@ -21,4 +21,4 @@ SELECT (SELECT count(*) FROM (
         WHERE t.total_messages <> (SELECT count(*) FROM messages)
            OR t.senders_count <> (SELECT count(DISTINCT from_msisdn) FROM messages)
            OR t.recipients_count <> (SELECT count(DISTINCT to_msisdn) FROM messages))
-       AS mismatches
+       AS "mismatches!"

@@ -10,10 +10,8 @@
 -- The payload comes along: the caller reads the message id from it, and redrives it.
 SELECT id, kind, dedup_key, reason, request_id, subject, stream_seq, payload,
        first_seen, last_seen, times
-FROM dead_letters
-WHERE ($1::text IS NULL OR reason ILIKE $1)
-  AND ($2::timestamptz IS NULL OR last_seen >= $2)
-  AND ($3::timestamptz IS NULL OR last_seen < $3)
+FROM dead_letters d
+WHERE dead_letter_matches(d, $1, $2, $3)
   AND ($4::bigint IS NULL OR id > $4)
 ORDER BY id
 LIMIT $5;

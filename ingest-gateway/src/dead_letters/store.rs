@@ -7,8 +7,8 @@ use sqlx::PgPool;
 
 use super::params::Filters;
 
-/// One row of `dead_letters`, decoded by column name (page.sql, one.sql).
-#[derive(Debug, sqlx::FromRow)]
+/// One row of `dead_letters` (page.sql, one.sql).
+#[derive(Debug)]
 pub struct DeadLetterRow {
     pub id: i64,
     pub kind: String,
@@ -36,47 +36,52 @@ pub async fn page(
     after: Option<i64>,
     limit: i64,
 ) -> sqlx::Result<Vec<DeadLetterRow>> {
-    sqlx::query_as(include_str!("page.sql"))
-        .bind(filters.pattern.as_deref())
-        .bind(filters.since)
-        .bind(filters.until)
-        .bind(after)
-        .bind(limit)
-        .fetch_all(db)
-        .await
+    sqlx::query_file_as!(
+        DeadLetterRow,
+        "src/dead_letters/page.sql",
+        filters.pattern.as_deref(),
+        filters.since,
+        filters.until,
+        after,
+        limit
+    )
+    .fetch_all(db)
+    .await
 }
 
 pub async fn one(db: &PgPool, id: i64) -> sqlx::Result<Option<DeadLetterRow>> {
-    sqlx::query_as(include_str!("one.sql"))
-        .bind(id)
+    sqlx::query_file_as!(DeadLetterRow, "src/dead_letters/one.sql", id)
         .fetch_optional(db)
         .await
 }
 
 pub async fn count_matching(db: &PgPool, filters: &Filters) -> sqlx::Result<i64> {
-    sqlx::query_scalar(include_str!("count_matching.sql"))
-        .bind(filters.pattern.as_deref())
-        .bind(filters.since)
-        .bind(filters.until)
-        .fetch_one(db)
-        .await
+    sqlx::query_file_scalar!(
+        "src/dead_letters/count_matching.sql",
+        filters.pattern.as_deref(),
+        filters.since,
+        filters.until
+    )
+    .fetch_one(db)
+    .await
 }
 
 /// Returns how many were deleted.
 pub async fn delete_matching(db: &PgPool, filters: &Filters) -> sqlx::Result<u64> {
-    Ok(sqlx::query(include_str!("delete_matching.sql"))
-        .bind(filters.pattern.as_deref())
-        .bind(filters.since)
-        .bind(filters.until)
-        .execute(db)
-        .await?
-        .rows_affected())
+    Ok(sqlx::query_file!(
+        "src/dead_letters/delete_matching.sql",
+        filters.pattern.as_deref(),
+        filters.since,
+        filters.until
+    )
+    .execute(db)
+    .await?
+    .rows_affected())
 }
 
 /// Whether there was such a dead letter.
 pub async fn delete_one(db: &PgPool, id: i64) -> sqlx::Result<bool> {
-    Ok(sqlx::query(include_str!("delete_one.sql"))
-        .bind(id)
+    Ok(sqlx::query_file!("src/dead_letters/delete_one.sql", id)
         .execute(db)
         .await?
         .rows_affected()
@@ -88,9 +93,9 @@ pub async fn delete_redriven(db: &PgPool, read: &[(i64, i32)]) -> sqlx::Result<V
     if read.is_empty() {
         return Ok(Vec::new());
     }
-    sqlx::query_scalar(include_str!("delete_redriven.sql"))
-        .bind(read.iter().map(|(id, _)| *id).collect::<Vec<_>>())
-        .bind(read.iter().map(|(_, times)| *times).collect::<Vec<_>>())
+    let ids: Vec<i64> = read.iter().map(|(id, _)| *id).collect();
+    let times: Vec<i32> = read.iter().map(|(_, times)| *times).collect();
+    sqlx::query_file_scalar!("src/dead_letters/delete_redriven.sql", &ids, &times)
         .fetch_all(db)
         .await
 }

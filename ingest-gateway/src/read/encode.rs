@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::format::Format;
 
 /// One row of export_batch.sql.
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug)]
 pub struct ExportRow {
     pub message_id: String,
     pub from_msisdn: String,

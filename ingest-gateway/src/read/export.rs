@@ -173,18 +173,21 @@ fn send_trip(query: Arc<Query>, after: Option<(DateTime<Utc>, String)>) -> Trip 
             Some((ts, id)) => (Some(*ts), Some(id.as_str())),
             None => (None, None),
         };
-        sqlx::query_as::<_, ExportRow>(include_str!("export_batch.sql"))
-            .bind(p.from.as_deref())
-            .bind(p.to.as_deref())
-            .bind(p.since)
-            .bind(p.until)
-            .bind(p.pattern.as_deref())
-            .bind(after_ts)
-            .bind(after_id)
-            .bind(p.include_raw)
-            .bind(query.rows_per_trip)
-            .fetch_all(&query.db)
-            .await
+        sqlx::query_file_as!(
+            ExportRow,
+            "src/read/export_batch.sql",
+            p.from.as_deref(),
+            p.to.as_deref(),
+            p.since,
+            p.until,
+            p.pattern.as_deref(),
+            after_ts,
+            after_id,
+            p.include_raw,
+            query.rows_per_trip
+        )
+        .fetch_all(&query.db)
+        .await
     }))
 }
 

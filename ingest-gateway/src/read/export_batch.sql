@@ -8,20 +8,16 @@
 --   $8                                      whether to read `raw`
 --   $9                                      rows per round trip
 --
--- The filters are those of page_with_counted_total.sql. The read pool plans every execution
+-- The filters are messages_matching's. The read pool plans every execution
 -- with the actual values, so NULL filters fold away, and `m.ts >= $6` (implied by the row
 -- comparison, which the planner cannot prune partitions by) leaves out the partitions already
 -- sent. The scan is the (ts, message_id) index, or a sender's or recipient's, in order, and
 -- stops after $9 matches.
-SELECT m.message_id, m.from_msisdn, m.to_msisdn, m.ts, m.ts_raw, m.text, m.msg_type,
-       CASE WHEN $8::boolean THEN m.raw END AS raw
-FROM messages m
-WHERE ($1::text IS NULL OR m.from_msisdn = $1)
-  AND ($2::text IS NULL OR m.to_msisdn = $2)
-  AND ($3::timestamptz IS NULL OR m.ts >= $3)
-  AND ($4::timestamptz IS NULL OR m.ts < $4)
-  AND ($5::text IS NULL OR m.text ILIKE $5)
-  AND ($6::timestamptz IS NULL OR m.ts >= $6)
+SELECT m.message_id AS "message_id!", m.from_msisdn AS "from_msisdn!", m.to_msisdn AS "to_msisdn!",
+       m.ts AS "ts!", m.ts_raw AS "ts_raw!", m.text, m.msg_type,
+       CASE WHEN $8::boolean THEN m.raw END AS "raw: sqlx::types::Json<serde_json::Value>"
+FROM messages_matching($1, $2, $3, $4, $5) m
+WHERE ($6::timestamptz IS NULL OR m.ts >= $6)
   AND ($6::timestamptz IS NULL OR (m.ts, m.message_id) > ($6, $7::text))
 ORDER BY m.ts, m.message_id
 LIMIT $9

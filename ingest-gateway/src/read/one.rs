@@ -3,7 +3,7 @@
 use sqlx::PgPool;
 
 /// One stored message with its payload.
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug)]
 pub struct OneRow {
     pub message_id: String,
     pub from_msisdn: String,
@@ -16,8 +16,7 @@ pub struct OneRow {
 
 /// The message stored under `message_id`, if any.
 pub async fn fetch(db: &PgPool, message_id: &str) -> sqlx::Result<Option<OneRow>> {
-    sqlx::query_as::<_, OneRow>(include_str!("one_message.sql"))
-        .bind(message_id)
+    sqlx::query_file_as!(OneRow, "src/read/one_message.sql", message_id)
         .fetch_optional(db)
         .await
 }

@@ -8,7 +8,7 @@ use super::params::Params;
 
 /// One row of either page statement: the total on every row, then a message, or `None`s on the
 /// single row an empty page returns.
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug)]
 pub struct PageRow {
     pub total: i64,
     pub message_id: Option<String>,
@@ -31,42 +31,15 @@ pub struct Fetched {
 /// Reads a page of `params`; `bound` is how many matches are counted before the total is
 /// estimated instead (`None`: count all).
 pub async fn fetch(db: &PgPool, params: &Params, bound: Option<i64>) -> sqlx::Result<Fetched> {
-    let (cursor_ts, cursor_id) = match &params.cursor {
-        Some(c) => (Some(c.ts), Some(c.message_id.as_str())),
-        None => (None, None),
-    };
-    // One more than asked: whether it comes back says whether there is a next page.
-    let limit = params.limit + 1;
-    let rows = if params.total_is_kept() {
-        let buckets = TimeBuckets::of(params.since, params.until);
-        let query = sqlx::query_as::<_, PageRow>(include_str!("page_with_kept_total.sql"))
-            .bind(params.from.as_deref())
-            .bind(params.to.as_deref())
-            .bind(params.since)
-            .bind(params.until)
-            .bind(cursor_ts)
-            .bind(cursor_id)
-            .bind(params.offset)
-            .bind(limit);
-        super::bind_buckets(query, &buckets).fetch_all(db).await?
+    let aggregated = params.total_from_aggregates();
+    let rows = if aggregated {
+        fetch_aggregated(db, params).await?
     } else {
-        let query = sqlx::query_as::<_, PageRow>(include_str!("page_with_counted_total.sql"))
-            .bind(params.from.as_deref())
-            .bind(params.to.as_deref())
-            .bind(params.since)
-            .bind(params.until)
-            .bind(params.pattern.as_deref())
-            .bind(cursor_ts)
-            .bind(cursor_id)
-            .bind(params.offset)
-            .bind(limit)
-            // One past the bound: reaching it says the total is over the bound.
-            .bind(bound.map(|b| b + 1));
-        fetch_counted(db, query).await?
+        fetch_counted(db, params, bound).await?
     };
     let mut total = rows.first().map_or(0, |row| row.total);
     let mut estimated = false;
-    if let Some(bound) = bound.filter(|b| !params.total_is_kept() && total > *b) {
+    if let Some(bound) = bound.filter(|b| !aggregated && total > *b) {
         // More matches than the bound: the planner's estimate, never below what was counted.
         total = estimate(db, params).await?.max(bound + 1);
         estimated = true;
@@ -78,7 +51,42 @@ pub async fn fetch(db: &PgPool, params: &Params, bound: Option<i64>) -> sqlx::Re
     })
 }
 
-type PageQuery<'q> = sqlx::query::QueryAs<'q, sqlx::Postgres, PageRow, sqlx::postgres::PgArguments>;
+/// The cursor's `(ts, message_id)`, and the page's limit: one more than asked, as whether that
+/// row comes back says whether there is a next page.
+fn keyset(params: &Params) -> (Option<DateTime<Utc>>, Option<&str>, i64) {
+    let (ts, id) = match &params.cursor {
+        Some(c) => (Some(c.ts), Some(c.message_id.as_str())),
+        None => (None, None),
+    };
+    (ts, id, params.limit + 1)
+}
+
+async fn fetch_aggregated(db: &PgPool, params: &Params) -> sqlx::Result<Vec<PageRow>> {
+    let (cursor_ts, cursor_id, limit) = keyset(params);
+    let b = TimeBuckets::of(params.since, params.until);
+    sqlx::query_file_as!(
+        PageRow,
+        "src/read/page_with_aggregate_total.sql",
+        params.from.as_deref(),
+        params.to.as_deref(),
+        params.since,
+        params.until,
+        cursor_ts,
+        cursor_id,
+        params.offset,
+        limit,
+        b.first_hour,
+        b.end_hour,
+        b.hours_before.0,
+        b.hours_before.1,
+        b.days.0,
+        b.days.1,
+        b.hours_after.0,
+        b.hours_after.1
+    )
+    .fetch_all(db)
+    .await
+}
 
 /// The counted total stops at its bound, and under a LIMIT the planner bets on a sequential scan
 /// meeting enough matches early: for `q=` that evaluates ILIKE on every row it passes instead of
@@ -94,27 +102,51 @@ type PageQuery<'q> = sqlx::query::QueryAs<'q, sqlx::Postgres, PageRow, sqlx::pos
 /// ILIKE applied to its rows; past the bound the page is the `(ts, message_id)` index in order,
 /// stopped after `limit` matches (plans checked with EXPLAIN ANALYZE on Postgres 15, 100,000
 /// rows).
-async fn fetch_counted(db: &PgPool, query: PageQuery<'_>) -> sqlx::Result<Vec<PageRow>> {
+async fn fetch_counted(
+    db: &PgPool,
+    params: &Params,
+    bound: Option<i64>,
+) -> sqlx::Result<Vec<PageRow>> {
+    let (cursor_ts, cursor_id, limit) = keyset(params);
     let mut tx = db.begin().await?;
-    sqlx::query(include_str!("counted_settings.sql"))
-        .execute(&mut *tx)
+    sqlx::query_file!("src/read/counted_settings.sql")
+        .fetch_one(&mut *tx)
         .await?;
-    let rows = query.fetch_all(&mut *tx).await?;
+    let rows = sqlx::query_file_as!(
+        PageRow,
+        "src/read/page_with_counted_total.sql",
+        params.from.as_deref(),
+        params.to.as_deref(),
+        params.since,
+        params.until,
+        params.pattern.as_deref(),
+        cursor_ts,
+        cursor_id,
+        params.offset,
+        limit,
+        // One past the bound: reaching it says the total is over the bound.
+        bound.map(|b| b + 1)
+    )
+    .fetch_all(&mut *tx)
+    .await?;
     tx.commit().await?;
     Ok(rows)
 }
 
 /// Postgres's estimate of the rows matching the filters (the same statistics its planner uses).
 async fn estimate(db: &PgPool, params: &Params) -> sqlx::Result<i64> {
-    let sqlx::types::Json(plan): sqlx::types::Json<serde_json::Value> =
-        sqlx::query_scalar(include_str!("estimate_matches.sql"))
-            .bind(params.from.as_deref())
-            .bind(params.to.as_deref())
-            .bind(params.since)
-            .bind(params.until)
-            .bind(params.pattern.as_deref())
-            .fetch_one(db)
-            .await?;
-    let rows = plan[0]["Plan"]["Plan Rows"].as_f64().unwrap_or(0.0);
+    let plan: Option<serde_json::Value> = sqlx::query_file_scalar!(
+        "src/read/estimate_matches.sql",
+        params.from.as_deref(),
+        params.to.as_deref(),
+        params.since,
+        params.until,
+        params.pattern.as_deref()
+    )
+    .fetch_one(db)
+    .await?;
+    let rows = plan.unwrap_or_default()[0]["Plan"]["Plan Rows"]
+        .as_f64()
+        .unwrap_or(0.0);
     Ok(rows.round() as i64)
 }

@@ -9,7 +9,7 @@
 --   $10                                     the count bound plus one; NULL counts every match
 --
 -- The page and its total in one statement, so both see the same snapshot while workers insert;
--- NULL filters fold away as in page_with_kept_total.sql.
+-- the filters are messages_matching's (its migration says how NULL ones fold away).
 --
 -- The matches are counted through whichever index serves the filters, but only up to the
 -- bound. Under the bound the page is taken from the rows just counted (for a search that halves
@@ -18,13 +18,11 @@
 -- which stops after `limit` rows: neither costs as much as the matches. Only one branch of
 -- `keys` runs: the other's condition is false before it starts. The page's rows are read back
 -- by (ts, message_id), the partition key first, so each lookup goes to one partition's index.
+--
+-- "x?" and "x!" tell the compile-time check what it cannot infer: the message columns are NULL
+-- on the one row of an empty page (the LEFT JOIN), the total never is.
 WITH matched AS MATERIALIZED (
-    SELECT m.ts, m.message_id FROM messages m
-    WHERE ($1::text IS NULL OR m.from_msisdn = $1)
-      AND ($2::text IS NULL OR m.to_msisdn = $2)
-      AND ($3::timestamptz IS NULL OR m.ts >= $3)
-      AND ($4::timestamptz IS NULL OR m.ts < $4)
-      AND ($5::text IS NULL OR m.text ILIKE $5)
+    SELECT m.ts, m.message_id FROM messages_matching($1, $2, $3, $4, $5) m
     LIMIT $10
 ),
 total AS (SELECT count(*) AS n FROM matched),
@@ -35,18 +33,13 @@ keys AS (
      ORDER BY k.ts, k.message_id
      OFFSET $8 LIMIT $9)
     UNION ALL
-    (SELECT m.ts, m.message_id FROM messages m
+    (SELECT m.ts, m.message_id FROM messages_matching($1, $2, $3, $4, $5) m
      WHERE (SELECT n FROM total) >= $10
-       AND ($1::text IS NULL OR m.from_msisdn = $1)
-       AND ($2::text IS NULL OR m.to_msisdn = $2)
-       AND ($3::timestamptz IS NULL OR m.ts >= $3)
-       AND ($4::timestamptz IS NULL OR m.ts < $4)
-       AND ($5::text IS NULL OR m.text ILIKE $5)
        AND ($6::timestamptz IS NULL OR (m.ts, m.message_id) > ($6, $7::text))
      ORDER BY m.ts, m.message_id
      OFFSET $8 LIMIT $9)
 )
-SELECT total.n AS total, p.message_id, p.from_msisdn, p.to_msisdn, p.ts, p.ts_raw, p.text,
-       p.msg_type
+SELECT total.n AS "total!", p.message_id AS "message_id?", p.from_msisdn AS "from_msisdn?",
+       p.to_msisdn AS "to_msisdn?", p.ts AS "ts?", p.ts_raw AS "ts_raw?", p.text, p.msg_type
 FROM total LEFT JOIN (keys k JOIN messages p ON p.ts = k.ts AND p.message_id = k.message_id) ON true
 ORDER BY p.ts, p.message_id

@@ -196,9 +196,9 @@ impl Params {
         })
     }
 
-    /// Whether the read model's aggregates hold the total: no filter, or only a sender, only a
+    /// Whether the read model's aggregates count the total: no filter, or only a sender, only a
     /// recipient, or only a time range.
-    pub fn total_is_kept(&self) -> bool {
+    pub fn total_from_aggregates(&self) -> bool {
         let time = self.since.is_some() || self.until.is_some();
         let given = [self.from.is_some(), self.to.is_some(), time];
         self.pattern.is_none() && given.iter().filter(|g| **g).count() <= 1

@@ -113,7 +113,7 @@ impl SeriesParams {
 }
 
 /// One bucket of either statement.
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug)]
 pub struct BucketRow {
     pub start: DateTime<Utc>,
     pub count: i64,
@@ -125,23 +125,38 @@ pub async fn fetch(db: &PgPool, params: &SeriesParams) -> sqlx::Result<Vec<Bucke
     let unit = params.unit.as_str();
     let limit = MAX_BUCKETS + 1;
     if params.from.is_some() || params.to.is_some() {
-        return sqlx::query_as(include_str!("series_counted.sql"))
-            .bind(unit)
-            .bind(params.from.as_deref())
-            .bind(params.to.as_deref())
-            .bind(params.since)
-            .bind(params.until)
-            .bind(limit)
-            .fetch_all(db)
-            .await;
+        return sqlx::query_file_as!(
+            BucketRow,
+            "src/read/series_counted.sql",
+            unit,
+            params.from.as_deref(),
+            params.to.as_deref(),
+            params.since,
+            params.until,
+            limit
+        )
+        .fetch_all(db)
+        .await;
     }
-    let buckets = TimeBuckets::for_unit(params.since, params.until, params.unit);
-    let query = sqlx::query_as(include_str!("series_from_aggregates.sql"))
-        .bind(unit)
-        .bind(params.since)
-        .bind(params.until)
-        .bind(limit);
-    super::bind_buckets(query, &buckets).fetch_all(db).await
+    let b = TimeBuckets::for_unit(params.since, params.until, params.unit);
+    sqlx::query_file_as!(
+        BucketRow,
+        "src/read/series_from_aggregates.sql",
+        unit,
+        params.since,
+        params.until,
+        limit,
+        b.first_hour,
+        b.end_hour,
+        b.hours_before.0,
+        b.hours_before.1,
+        b.days.0,
+        b.days.1,
+        b.hours_after.0,
+        b.hours_after.1
+    )
+    .fetch_all(db)
+    .await
 }
 
 #[cfg(test)]

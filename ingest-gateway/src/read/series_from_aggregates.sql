@@ -8,13 +8,13 @@
 --                                         day, whole days, hours after the last
 --                                         (TimeBuckets::for_unit; per hour, all in $7 $8)
 --
--- The same split as the total of a time range in /messages (page_with_kept_total.sql): whole
+-- The same split as the total of a time range in /messages (page_with_aggregate_total.sql): whole
 -- hours and days from the aggregates, and only the rows of the partial hours at the edges,
 -- [since, $5) and [$6, until), counted through the ts index, so a bucket cut by `since` or
 -- `until` counts only the rows inside the range. Every part lies inside one bucket of $1, so
 -- rounding each part's start down to $1 and adding up is exact. A bucket whose count fell to 0
 -- (retention) is left out, as one that never had a row.
-SELECT date_trunc($1, p.start, 'UTC') AS start, sum(p.count)::bigint AS count
+SELECT date_trunc($1, p.start, 'UTC') AS "start!", sum(p.count)::bigint AS "count!"
 FROM (
     SELECT h.hour AS start, h.count FROM message_hours h
     WHERE h.hour >= coalesce($7::timestamptz, '-infinity')

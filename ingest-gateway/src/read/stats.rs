@@ -2,7 +2,7 @@
 
 use sqlx::PgPool;
 
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug)]
 pub struct StatsRow {
     pub total_messages: i64,
     pub senders_count: i64,
@@ -16,8 +16,7 @@ pub struct StatsRow {
 /// `None` when the totals row is missing: the migration creates it, so the schema is not there
 /// yet.
 pub async fn fetch(db: &PgPool, top_senders: i64) -> sqlx::Result<Option<StatsRow>> {
-    sqlx::query_as(include_str!("stats.sql"))
-        .bind(top_senders)
+    sqlx::query_file_as!(StatsRow, "src/read/stats.sql", top_senders)
         .fetch_optional(db)
         .await
 }

@@ -14,7 +14,7 @@
 -- and count 0 and is left out.
 WITH edge AS (
     SELECT coalesce((SELECT band FROM sender_stats WHERE band > 0
-                     ORDER BY band DESC, from_msisdn OFFSET greatest($1 - 1, 0) LIMIT 1), 1)
+                     ORDER BY band DESC, from_msisdn OFFSET greatest($1::bigint - 1, 0) LIMIT 1), 1)
            AS band
 ),
 top AS (
@@ -31,6 +31,6 @@ SELECT t.total_messages,
        t.recipients_count,
        (SELECT ts_raw FROM messages ORDER BY ts, message_id LIMIT 1) AS first_message_ts,
        (SELECT ts_raw FROM messages ORDER BY ts DESC, message_id DESC LIMIT 1) AS last_message_ts,
-       ARRAY(SELECT from_msisdn FROM top ORDER BY count DESC, from_msisdn LIMIT $1) AS top_senders,
-       ARRAY(SELECT count FROM top ORDER BY count DESC, from_msisdn LIMIT $1) AS top_sender_counts
+       ARRAY(SELECT from_msisdn FROM top ORDER BY count DESC, from_msisdn LIMIT $1) AS "top_senders!",
+       ARRAY(SELECT count FROM top ORDER BY count DESC, from_msisdn LIMIT $1) AS "top_sender_counts!"
 FROM message_totals t

@@ -90,14 +90,12 @@ struct Seen {
     lag: Option<(i64, Option<Duration>)>,
 }
 
-#[derive(sqlx::FromRow)]
 struct ReadSide {
     in_recovery: bool,
     replayed: Option<i64>,
     replay_age_secs: Option<f64>,
 }
 
-#[derive(sqlx::FromRow)]
 struct PrimaryLsn {
     lsn: i64,
 }
@@ -260,7 +258,7 @@ async fn ask_primary(replica: ReadReplica, cancel: CancellationToken) {
         return;
     };
     while let Some(ticket) = watched.positions.pending(&cancel).await {
-        let query = sqlx::query_as::<_, PrimaryLsn>(include_str!("primary_lsn.sql"))
+        let query = sqlx::query_file_as!(PrimaryLsn, "src/replica/primary_lsn.sql")
             .fetch_one(&watched.primary);
         let lsn = match tokio::time::timeout(CHECK_TIMEOUT, query).await {
             Ok(Ok(row)) => Some(row.lsn),
@@ -329,7 +327,7 @@ async fn check(
             Some(conn) => conn,
             None => connection.insert(options.connect().await?),
         };
-        sqlx::query_as::<_, ReadSide>(include_str!("read_side.sql"))
+        sqlx::query_file_as!(ReadSide, "src/replica/read_side.sql")
             .fetch_one(conn)
             .await
     };

@@ -6,7 +6,7 @@
 --                    WAL (NULL on a primary that never was a replica)
 --   replay_age_secs  how long ago the last transaction it replayed committed on the primary
 --                    (NULL before it replayed any); only meaningful while it is behind
-SELECT pg_is_in_recovery() AS in_recovery,
+SELECT pg_is_in_recovery() AS "in_recovery!",
        pg_wal_lsn_diff(pg_last_wal_replay_lsn(), '0/0')::bigint AS replayed,
        extract(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp())::float8
            AS replay_age_secs

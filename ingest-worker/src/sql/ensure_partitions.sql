@@ -6,4 +6,4 @@
 --   $2 int   PARTITIONS_AHEAD: how many intervals after the current one
 --
 -- Returns one row per partition created, `name`; none when all were there.
-SELECT name FROM ensure_message_partitions($1, $2) AS name
+SELECT name AS "name!" FROM ensure_message_partitions($1, $2) AS name

@@ -5,7 +5,7 @@
 -- One row per partition: `name`, and its range [`lower_bound`, `upper_bound`) (`lower_bound`
 -- NULL: from MINVALUE). Never the default partition, which has no range: its expired rows go row
 -- by row (delete_expired.sql).
-SELECT p.name, p.lower_bound, p.upper_bound
+SELECT p.name AS "name!", p.lower_bound, p.upper_bound AS "upper_bound!"
 FROM message_partitions() p
 WHERE NOT p.is_default AND p.upper_bound <= now() - make_interval(days => $1)
 ORDER BY p.upper_bound

@@ -6,4 +6,4 @@
 --   $3 text    kind: 'max_deliveries'
 SELECT EXISTS (
     SELECT 1 FROM dead_letters WHERE dedup_key = $1 AND stream_seq = $2 AND kind = $3
-) AS moved;
+) AS "moved!";

@@ -6,4 +6,4 @@
 -- `messages`, partitioned by ts, has no index that starts with message_id.
 --
 --   $1 text  message_id
-SELECT EXISTS (SELECT 1 FROM message_ids WHERE message_id = $1) AS stored;
+SELECT EXISTS (SELECT 1 FROM message_ids WHERE message_id = $1) AS "stored!";

@@ -7,8 +7,10 @@
 --
 -- One row per sender (`from_msisdn` set), per recipient (`to_msisdn` set) and per UTC hour of ts
 -- (`hour` set), with `n` the rows counted under it; the other two columns are NULL (they are
--- NOT NULL in messages, so NULL only ever means "not grouped by").
-SELECT from_msisdn, to_msisdn, date_trunc('hour', ts, 'UTC') AS hour, count(*) AS n
+-- NOT NULL in messages, so NULL only ever means "not grouped by"; "x?" tells the compile-time
+-- check, which takes them for the table's NOT NULL columns).
+SELECT from_msisdn AS "from_msisdn?", to_msisdn AS "to_msisdn?",
+       date_trunc('hour', ts, 'UTC') AS "hour?", count(*) AS "n!"
 FROM messages
 WHERE ($1::timestamptz IS NULL OR ts >= $1) AND ts < $2
 GROUP BY GROUPING SETS ((from_msisdn), (to_msisdn), (date_trunc('hour', ts, 'UTC')))

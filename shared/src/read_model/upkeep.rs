@@ -20,9 +20,6 @@ use sqlx::PgConnection;
 
 use super::buckets::{DAY, HOUR, floor_to};
 
-/// The whole statement, its parameters and its lock order are described in the file.
-const APPLY_CHANGES: &str = include_str!("apply_changes.sql");
-
 /// A message inserted into or deleted from `messages`: the columns the aggregates count by.
 /// Decoded by name from a writer's `RETURNING from_msisdn, to_msisdn, ts`.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -173,17 +170,20 @@ pub async fn apply_moves(tx: &mut PgConnection, moves: &Moves) -> Result<u64, sq
         *days.entry(floor_to(hour, DAY)).or_insert(0) += n;
     }
     let days = signed(&days, moves.sign);
-    sqlx::query(APPLY_CHANGES)
-        .bind(senders.0)
-        .bind(senders.1)
-        .bind(recipients.0)
-        .bind(recipients.1)
-        .bind(hours.0)
-        .bind(hours.1)
-        .bind(days.0)
-        .bind(days.1)
-        .bind(moves.sign * messages as i64)
-        .execute(tx)
-        .await?;
+    // The whole statement, its parameters and its lock order are described in the file.
+    sqlx::query_file!(
+        "src/read_model/apply_changes.sql",
+        &senders.0,
+        &senders.1,
+        &recipients.0,
+        &recipients.1,
+        &hours.0,
+        &hours.1,
+        &days.0,
+        &days.1,
+        moves.sign * messages as i64
+    )
+    .fetch_one(tx)
+    .await?;
     Ok(messages)
 }

@@ -9,12 +9,12 @@
 --                 no partition lacks its part
 -- The statements are built here, with the names quoted by format(%I), because CREATE INDEX
 -- CONCURRENTLY cannot run inside a function.
-SELECT c.relname::text AS partition,
+SELECT c.relname::text AS "partition!",
        CASE WHEN x.indexrelid IS NOT NULL AND NOT x.indisvalid
             THEN format('DROP INDEX CONCURRENTLY IF EXISTS %I', n.name) END AS drop_invalid,
        format('CREATE INDEX CONCURRENTLY IF NOT EXISTS %I ON %I USING gin (text gin_trgm_ops)',
-              n.name, c.relname) AS build,
-       format('ALTER INDEX messages_text_trgm_idx ATTACH PARTITION %I', n.name) AS attach
+              n.name, c.relname) AS "build!",
+       format('ALTER INDEX messages_text_trgm_idx ATTACH PARTITION %I', n.name) AS "attach!"
 FROM pg_inherits t
 JOIN pg_class c ON c.oid = t.inhrelid
 CROSS JOIN LATERAL (SELECT c.relname || '_text_trgm_idx' AS name) AS n

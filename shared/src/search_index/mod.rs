@@ -19,6 +19,12 @@
 //! interrupted build is dropped and built again. Every gateway and worker must have the same
 //! setting: two that differ undo each other's work at each start (each logs a warning when it
 //! finds the other state).
+//!
+//! Every statement is checked against the schema at compile time (`sqlx::query_file!`) except
+//! the ones that bring each partition's part in line: CREATE INDEX CONCURRENTLY names a partition,
+//! and cannot run inside a function, so missing.sql and strays.sql build those statements in
+//! Postgres from the catalog, each name quoted by `format('%I')`, and they run as raw SQL. No
+//! value from a request or the environment reaches them.
 
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -120,8 +126,7 @@ pub async fn state<'c, E>(db: E) -> Result<Option<IndexState>, sqlx::Error>
 where
     E: Executor<'c, Database = Postgres>,
 {
-    let name: Option<String> = sqlx::query_scalar(include_str!("state.sql"))
-        .bind(LOCK_KEY)
+    let name: Option<String> = sqlx::query_file_scalar!("src/search_index/state.sql", LOCK_KEY)
         .fetch_one(db)
         .await?;
     Ok(name.as_deref().and_then(IndexState::parse))
@@ -160,11 +165,10 @@ pub async fn reconcile(
     wanted: SearchIndex,
 ) -> Result<Reconciled, ReconcileError> {
     let mut session = PgConnection::connect_with(connect).await?;
-    sqlx::query(include_str!("session.sql"))
-        .execute(&mut session)
+    sqlx::query_file!("src/search_index/session.sql")
+        .fetch_one(&mut session)
         .await?;
-    let locked: bool = sqlx::query_scalar(include_str!("try_lock.sql"))
-        .bind(LOCK_KEY)
+    let locked: bool = sqlx::query_file_scalar!("src/search_index/try_lock.sql", LOCK_KEY)
         .fetch_one(&mut session)
         .await?;
     if !locked {
@@ -173,8 +177,7 @@ pub async fn reconcile(
     }
     let result = bring_in_line(&mut session, wanted).await;
     if result.is_ok() {
-        let unlocked: bool = sqlx::query_scalar(include_str!("unlock.sql"))
-            .bind(LOCK_KEY)
+        let unlocked: bool = sqlx::query_file_scalar!("src/search_index/unlock.sql", LOCK_KEY)
             .fetch_one(&mut session)
             .await?;
         if !unlocked {
@@ -230,10 +233,10 @@ async fn bring_in_line(
     match wanted {
         SearchIndex::Trigram => build_parts(session).await?,
         SearchIndex::None => {
-            sqlx::raw_sql(include_str!("drop.sql"))
+            sqlx::query_file!("src/search_index/drop.sql")
                 .execute(&mut *session)
                 .await?;
-            let strays: Vec<String> = sqlx::query_scalar(include_str!("strays.sql"))
+            let strays: Vec<String> = sqlx::query_file_scalar!("src/search_index/strays.sql")
                 .fetch_all(&mut *session)
                 .await?;
             for statement in strays {
@@ -264,7 +267,6 @@ async fn bring_in_line(
 }
 
 /// What missing.sql lists for a partition without its part of the index.
-#[derive(sqlx::FromRow)]
 struct MissingPart {
     partition: String,
     drop_invalid: Option<String>,
@@ -275,13 +277,14 @@ struct MissingPart {
 /// Creates the parent's index, then builds and attaches each partition's missing part, one
 /// partition at a time, until none lacks it (a partition created meanwhile has its part already).
 async fn build_parts(session: &mut PgConnection) -> Result<(), sqlx::Error> {
-    sqlx::raw_sql(include_str!("create.sql"))
+    sqlx::query_file!("src/search_index/create.sql")
         .execute(&mut *session)
         .await?;
     loop {
-        let missing: Vec<MissingPart> = sqlx::query_as(include_str!("missing.sql"))
-            .fetch_all(&mut *session)
-            .await?;
+        let missing: Vec<MissingPart> =
+            sqlx::query_file_as!(MissingPart, "src/search_index/missing.sql")
+                .fetch_all(&mut *session)
+                .await?;
         if missing.is_empty() {
             return Ok(());
         }

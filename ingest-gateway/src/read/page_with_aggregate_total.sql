@@ -1,5 +1,6 @@
--- A page of `GET /messages` and its total, when the read model keeps that total (no filter, or
--- only a sender, only a recipient, or only a time range: `Params::total_is_kept`).
+-- A page of `GET /messages` and its total, when the aggregates of the read model count that total
+-- (no filter, or only a sender, only a recipient, or only a time range:
+-- `Params::total_from_aggregates`).
 --
 --   $1 from, $2 to, $3 since, $4 until      the filters; NULL when not given
 --   $5 $6                                   the cursor (ts, message_id); NULL on a first page
@@ -21,6 +22,9 @@
 -- The page is found on the index alone (the rows an OFFSET skips cost an index entry each, not
 -- a heap fetch); then only its own rows are read from the table, by (ts, message_id): the
 -- partition key first, so each lookup goes to one partition's index.
+--
+-- "x?" and "x!" tell the compile-time check what it cannot infer: the message columns are NULL
+-- on the one row of an empty page (the LEFT JOIN), the total never is.
 WITH total AS (
     SELECT CASE
         WHEN $1::text IS NOT NULL THEN
@@ -48,16 +52,12 @@ WITH total AS (
     END AS n
 ),
 keys AS (
-    SELECT m.ts, m.message_id FROM messages m
-    WHERE ($1::text IS NULL OR m.from_msisdn = $1)
-      AND ($2::text IS NULL OR m.to_msisdn = $2)
-      AND ($3::timestamptz IS NULL OR m.ts >= $3)
-      AND ($4::timestamptz IS NULL OR m.ts < $4)
-      AND ($5::timestamptz IS NULL OR (m.ts, m.message_id) > ($5, $6::text))
+    SELECT m.ts, m.message_id FROM messages_matching($1, $2, $3, $4, NULL) m
+    WHERE ($5::timestamptz IS NULL OR (m.ts, m.message_id) > ($5, $6::text))
     ORDER BY m.ts, m.message_id
     OFFSET $7 LIMIT $8
 )
-SELECT total.n AS total, p.message_id, p.from_msisdn, p.to_msisdn, p.ts, p.ts_raw, p.text,
-       p.msg_type
+SELECT total.n AS "total!", p.message_id AS "message_id?", p.from_msisdn AS "from_msisdn?",
+       p.to_msisdn AS "to_msisdn?", p.ts AS "ts?", p.ts_raw AS "ts_raw?", p.text, p.msg_type
 FROM total LEFT JOIN (keys k JOIN messages p ON p.ts = k.ts AND p.message_id = k.message_id) ON true
 ORDER BY p.ts, p.message_id
