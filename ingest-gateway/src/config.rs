@@ -26,6 +26,10 @@ pub struct Config {
     pub whatsapp_verify_token: Option<SecretString>,
     /// Meta app secret(s) for `X-Hub-Signature-256`; unset, every WhatsApp POST is 401.
     pub whatsapp_secrets: WebhookSecrets,
+    /// Whether `SOURCES_FILE` is set: the read API then names each message's source (`source` in
+    /// `/messages` items, the export's lines and a CSV column); unset, its answers keep the
+    /// shape they had before sources.
+    pub sources_configured: bool,
     /// Bearer tokens for the read API; empty, it is open.
     pub read_tokens: Tokens,
     /// Bearer tokens for `/admin/*`; empty, those routes do not exist (404).
@@ -98,6 +102,7 @@ impl Config {
                     .as_ref()
                     .map_or("", |s| s.expose_secret()),
             ),
+            sources_configured: !string_or(env, "SOURCES_FILE", "").is_empty(),
             read_tokens: tokens(env, "READ_TOKENS"),
             admin_tokens: tokens(env, "ADMIN_TOKENS"),
             database_read_url: SecretUrl::new(string_or_var(
