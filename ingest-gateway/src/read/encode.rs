@@ -187,8 +187,10 @@ mod tests {
         Encoder::new(Format::Ndjson, false, true)
             .rows(&[row("old")], &mut out)
             .unwrap();
-        assert!(String::from_utf8(out).unwrap().ends_with(r#""text":"old","source":null}
-"#));
+        assert!(String::from_utf8(out).unwrap().ends_with(
+            r#""text":"old","source":null}
+"#
+        ));
     }
 
     #[test]
