@@ -901,6 +901,7 @@ async fn openapi_document_parses_and_lists_every_route_served() {
             "format",
             "include",
             "q",
+            "source",
             "cursor"
         ])
     );
