@@ -152,19 +152,32 @@ async fn each_message_is_stored_with_its_source_and_returned_only_with_sources_f
     let (_, one) = get(&env, &sourced, "/messages/wamid.S1").await;
     assert_eq!(one["source"], "whatsapp", "{one}");
 
-    // A message without the header (an older gateway's) is stored without a source, and with
-    // SOURCES_FILE its items say so with null rather than leaving the key out.
-    sqlx::query("UPDATE messages SET source = NULL WHERE message_id = 'plain-2'")
-        .execute(&env.db)
+    // A message published without the header (by an older gateway) is stored without a
+    // source, and with SOURCES_FILE its items say so with null rather than leaving the key out.
+    let older = json!({"message_id": "older-1", "from": "+911", "to": "+142",
+                       "ts": "2025-01-17T10:00:00Z", "text": "from before sources"});
+    env.js
+        .publish(env.subject.clone(), older.to_string().into())
+        .await
+        .unwrap()
         .await
         .unwrap();
-    let (_, one) = get(&env, &sourced, "/messages/plain-2").await;
+    env.wait_for_rows(4).await;
+    let source: Option<String> =
+        sqlx::query_scalar("SELECT source FROM messages WHERE message_id = 'older-1'")
+            .fetch_one(&env.db)
+            .await
+            .unwrap();
+    assert_eq!(source, None);
+    let (_, one) = get(&env, &sourced, "/messages/older-1").await;
     assert_eq!(one.get("source"), Some(&Value::Null), "{one}");
+    let (_, page) = get(&env, &sourced, "/messages?source=default").await;
+    assert_eq!(page["total"], 2, "not known is not `default`: {page}");
 
     let ndjson = text(&env, &sourced, "/messages?format=ndjson").await;
     assert!(ndjson.contains(r#""source":"whatsapp""#), "{ndjson}");
     let ndjson = text(&env, &plain, "/messages?format=ndjson").await;
-    assert!(!ndjson.contains("source"), "{ndjson}");
+    assert!(!ndjson.contains(r#""source":"#), "{ndjson}");
     let csv = text(&env, &sourced, "/messages?format=csv").await;
     assert!(
         csv.starts_with("message_id,from,to,ts,text,msg_type,source\r\n"),
