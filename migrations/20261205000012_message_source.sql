@@ -14,7 +14,9 @@ ALTER TABLE messages ADD COLUMN source text;
 -- `?source=` alone, like `from=` alone, is a range of this index already in (ts, message_id)
 -- order: its page and its counted total cost that source's rows, not a walk of the ts index
 -- past every other source's (a source with a small share of the traffic would otherwise make
--- the count a scan of the whole table). Defined on the parent, so every partition has it.
+-- the count a scan of the whole table). Defined on the parent, so every partition has it. On a
+-- database that already holds many rows the build holds inserts back while it runs (the
+-- worker's batches wait and retry; JetStream keeps the messages meanwhile).
 CREATE INDEX messages_source_ts_idx ON messages (source, ts, message_id);
 
 -- messages_matching with the source filter; the rules of 20261205000011_filters.sql hold (plain

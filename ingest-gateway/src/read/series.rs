@@ -180,17 +180,20 @@ mod tests {
     fn bucket_is_required_and_every_bad_value_is_reported() {
         let p = SeriesParams::parse(Some("bucket=day&from=+911&unknown=1")).unwrap();
         assert_eq!((p.unit, p.from.as_deref()), (Unit::Day, Some("+911")));
+        let p = SeriesParams::parse(Some("bucket=day&source=whatsapp")).unwrap();
+        assert_eq!(p.source.as_deref(), Some("whatsapp"));
         assert_eq!(
             SeriesParams::parse(Some("bucket=hour")).unwrap().unit,
             Unit::Hour
         );
         assert_eq!(kinds(""), [("\"bucket\"".into(), "missing".into())]);
         assert_eq!(
-            kinds("bucket=week&from=x&to=1&since=yesterday&until=2025-13-01"),
+            kinds("bucket=week&from=x&to=1&source=x_y&since=yesterday&until=2025-13-01"),
             [
                 ("\"bucket\"".into(), "enum".into()),
                 ("\"from\"".into(), "string_pattern_mismatch".into()),
                 ("\"to\"".into(), "string_pattern_mismatch".into()),
+                ("\"source\"".into(), "string_pattern_mismatch".into()),
                 ("\"since\"".into(), "datetime_parsing".into()),
                 ("\"until\"".into(), "datetime_parsing".into()),
             ]
