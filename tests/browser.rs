@@ -224,6 +224,27 @@ async fn the_console_and_the_docs_work_in_a_browser() {
     );
     b.screenshot(&screenshots(), "console-sender.png").await;
 
+    // The source filter reaches the page and the series: every seeded message came through
+    // `/webhook` (source `default`), none through a source named `nobody`.
+    b.client
+        .goto(&gateway.url("/console?source=nobody&since=2025-01-14"))
+        .await
+        .unwrap();
+    b.console_loaded().await;
+    assert_eq!(
+        b.js("return document.querySelector('input[name=source]').value")
+            .await,
+        json!("nobody")
+    );
+    assert_eq!(b.js(ROW_IDS).await, json!([]));
+    assert_eq!(b.js(CHART_BARS).await, json!([]));
+    b.client
+        .goto(&gateway.url("/console?source=default&from=%2B91991&since=2025-01-14"))
+        .await
+        .unwrap();
+    b.console_loaded().await;
+    assert_eq!(b.js(CHART_BARS).await, series_pairs(&sender_day));
+
     // A bad filter: the field and the API's message, not an empty table.
     b.client
         .goto(&gateway.url("/console?since=yesterday"))

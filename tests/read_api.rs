@@ -901,6 +901,7 @@ async fn openapi_document_parses_and_lists_every_route_served() {
             "format",
             "include",
             "q",
+            "source",
             "cursor"
         ])
     );
@@ -1112,7 +1113,7 @@ async fn the_filter_functions_are_inlined_into_the_plans() {
     for (function, statement) in [
         (
             "messages_matching",
-            "SELECT m.ts, m.message_id FROM messages_matching('+1', NULL, now(), NULL, '%a%') m \
+            "SELECT m.ts, m.message_id FROM messages_matching('+1', NULL, now(), NULL, '%a%', 'web') m \
              ORDER BY m.ts, m.message_id LIMIT 10",
         ),
         (

@@ -161,7 +161,8 @@ async fn store_all(
             no_opt as &[Option<&str>],
             no_text as &[&str],
             no_text as &[&str],
-            no_i32
+            no_i32,
+            no_opt as &[Option<&str>]
         )
         .fetch_all(&mut *tx)
         .await?;

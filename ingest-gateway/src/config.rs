@@ -2,7 +2,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use ingest_shared::config::{
-    ConfigError, DEFAULT_DATABASE_URL, Env, SecretUrl, list_or, millis_or, parse_in_range,
+    ConfigError, DEFAULT_DATABASE_URL, Env, SecretUrl, VarDoc, list_or, millis_or, parse_in_range,
     parse_or, secret, string_or, string_or_var,
 };
 use ingest_shared::nats::StreamSettings;
@@ -26,6 +26,10 @@ pub struct Config {
     pub whatsapp_verify_token: Option<SecretString>,
     /// Meta app secret(s) for `X-Hub-Signature-256`; unset, every WhatsApp POST is 401.
     pub whatsapp_secrets: WebhookSecrets,
+    /// Whether `SOURCES_FILE` is set: the read API then names each message's source (`source` in
+    /// `/messages` items, the export's lines and a CSV column); unset, its answers keep the
+    /// shape they had before sources.
+    pub sources_configured: bool,
     /// Bearer tokens for the read API; empty, it is open.
     pub read_tokens: Tokens,
     /// Bearer tokens for `/admin/*`; empty, those routes do not exist (404).
@@ -75,6 +79,18 @@ pub struct Config {
     pub log_level: String,
 }
 
+/// Whether `SOURCES_FILE` names a file (unset or empty: no sources file).
+fn sources_file_set(env: &dyn Env) -> bool {
+    env.describe(VarDoc {
+        name: "SOURCES_FILE".to_owned(),
+        default: None,
+        range: None,
+        secret: false,
+    });
+    env.get("SOURCES_FILE")
+        .is_some_and(|path| !path.trim().is_empty())
+}
+
 impl Config {
     pub fn from_env(env: &dyn Env) -> Result<Self, ConfigError> {
         let database_url = string_or(env, "DATABASE_URL", DEFAULT_DATABASE_URL);
@@ -98,6 +114,7 @@ impl Config {
                     .as_ref()
                     .map_or("", |s| s.expose_secret()),
             ),
+            sources_configured: sources_file_set(env),
             read_tokens: tokens(env, "READ_TOKENS"),
             admin_tokens: tokens(env, "ADMIN_TOKENS"),
             database_read_url: SecretUrl::new(string_or_var(

@@ -35,6 +35,8 @@ pub enum Kind {
     },
     /// `+` then digits.
     Msisdn,
+    /// A source id: `[a-z0-9-]{1,64}`.
+    SourceId,
     /// An instant ([`parse_instant`]).
     Time,
     /// Any text; documented with `pattern` when it has one.
@@ -47,6 +49,8 @@ pub enum Kind {
 
 /// The pattern `Kind::Msisdn` documents: the `+` may arrive as a space (see [`Query::msisdn`]).
 const MSISDN_PATTERN: &str = r"^[+ ][0-9]{1,20}$";
+/// The pattern of a source id, as `SOURCES_FILE` defines it.
+const SOURCE_ID_PATTERN: &str = "^[a-z0-9-]{1,64}$";
 
 impl Param {
     pub const fn new(name: &'static str, kind: Kind, doc: &'static str) -> Self {
@@ -83,6 +87,7 @@ impl Param {
                 false,
             ),
             Kind::Msisdn => (string().pattern(Some(MSISDN_PATTERN)).into(), false),
+            Kind::SourceId => (string().pattern(Some(SOURCE_ID_PATTERN)).into(), false),
             Kind::Time => (string().into(), false),
             Kind::Text { pattern } => (string().pattern(pattern).into(), false),
             Kind::Bool => (
@@ -207,6 +212,21 @@ impl Query {
         None
     }
 
+    /// A source id, `[a-z0-9-]{1,64}`: anything else names no source, and is refused rather than
+    /// matching nothing, so a typo is not taken for an idle source.
+    pub fn source_id(&mut self, param: &Param) -> Option<String> {
+        let raw = self.raw(param)?;
+        if is_source_id(raw) {
+            return Some(raw.to_owned());
+        }
+        self.reject(
+            param.name,
+            "string_pattern_mismatch",
+            format!("String should match pattern '{SOURCE_ID_PATTERN}'"),
+        );
+        None
+    }
+
     pub fn time(&mut self, param: &Param) -> Option<DateTime<Utc>> {
         let raw = self.raw(param)?;
         let parsed = parse_instant(raw);
@@ -299,6 +319,13 @@ pub fn parse_instant(s: &str) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(s)
         .ok()
         .map(|t| t.with_timezone(&Utc))
+}
+
+/// Whether `s` is a source id: 1 to 64 of `a-z`, `0-9` and `-`.
+pub fn is_source_id(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 /// `%q%` with the LIKE wildcards and the escape character of `q` escaped, so they match literally.

@@ -7,7 +7,7 @@ use async_nats::jetstream::{self, AckKind};
 use bytes::Bytes;
 use ingest_shared::message::{self, Message};
 use ingest_shared::telemetry::{self, TRACEPARENT_HEADER};
-use ingest_shared::{RECEIVED_AT_HEADER, REQUEST_ID_HEADER};
+use ingest_shared::{RECEIVED_AT_HEADER, REQUEST_ID_HEADER, SOURCE_HEADER};
 
 use crate::dead_letter::{DeadLetter, Kind};
 use crate::metrics::{MESSAGES_CONSUMED, REDELIVERIES};
@@ -24,6 +24,9 @@ pub struct Row {
     /// The body as published, which `messages.raw` keeps.
     pub payload: Bytes,
     pub stream_seq: i64,
+    /// The source it came in through (the gateway's `X-Source` header); `None` without the
+    /// header (an older gateway, a redriven dead letter), stored as NULL, "not known".
+    pub source: Option<String>,
     /// Which of the batch's messages it came from.
     index: usize,
 }
@@ -74,6 +77,9 @@ impl Batch {
                             message,
                             payload: batch.messages[index].payload.clone(),
                             stream_seq: trace.seq,
+                            source: header(&batch.messages[index], SOURCE_HEADER)
+                                .filter(|s| !s.is_empty())
+                                .map(str::to_owned),
                             index,
                         });
                     }

@@ -28,9 +28,10 @@ pub async fn store_batch(
         Vec::with_capacity(n),
         Vec::with_capacity(n),
     );
-    let (mut ts, mut ts_raw, mut texts, mut seqs, mut msg_types, mut raws) = (
+    let (mut ts, mut ts_raw, mut texts, mut seqs, mut msg_types, mut raws, mut sources) = (
         Vec::<DateTime<Utc>>::with_capacity(n),
         Vec::with_capacity(n),
+        Vec::<Option<&str>>::with_capacity(n),
         Vec::with_capacity(n),
         Vec::with_capacity(n),
         Vec::with_capacity(n),
@@ -46,6 +47,7 @@ pub async fn store_batch(
         texts.push(m.text.as_deref());
         seqs.push(row.stream_seq);
         msg_types.push(m.msg_type.as_deref());
+        sources.push(row.source.as_deref());
         // Sent as text and cast in the statement: the payload's own bytes, no copy or
         // re-serialisation here. A validated body is UTF-8 (its strings were decoded, and JSON
         // has nothing else outside ASCII).
@@ -88,7 +90,8 @@ pub async fn store_batch(
         &dead_requests as &[Option<&str>],
         &dead_kinds as &[&str],
         &dead_keys as &[&str],
-        &dead_times
+        &dead_times,
+        &sources as &[Option<&str>]
     )
     .fetch_all(&mut *tx)
     .await?;

@@ -40,3 +40,6 @@ pub const REQUEST_ID_HEADER: &str = "X-Request-Id";
 /// Header that carries the gateway's receive time (unix microseconds) to the worker, for the
 /// end-to-end latency metric.
 pub const RECEIVED_AT_HEADER: &str = "X-Received-At";
+/// Header that carries the id of the source a message came in through (`default` for
+/// `/webhook`, `whatsapp` for `/webhook/whatsapp`) to the worker, which stores it.
+pub const SOURCE_HEADER: &str = "X-Source";

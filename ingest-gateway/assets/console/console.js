@@ -4,7 +4,7 @@
 // the page through textContent or an attribute, never as HTML.
 "use strict";
 (function () {
-  const FILTERS = ["q", "from", "to", "since", "until"];
+  const FILTERS = ["q", "from", "to", "source", "since", "until"];
   const PAGE = 50;
   const HOUR_MS = 3600 * 1000;
   const form = document.getElementById("filters");
@@ -235,7 +235,7 @@
     more.hidden = true;
     document.body.dataset.loaded = "false";
     const stats = read("/stats", gen).then((s) => s && gen === generation && showTotals(s));
-    const series = read("/stats/timeseries?" + query(v, ["from", "to", "since", "until"], { bucket: v.bucket }), gen)
+    const series = read("/stats/timeseries?" + query(v, ["from", "to", "source", "since", "until"], { bucket: v.bucket }), gen)
       .then((s) => s && gen === generation && showSeries(v, s));
     await Promise.all([stats, series, loadPage(v, gen)]);
     if (gen === generation) document.body.dataset.loaded = "true";

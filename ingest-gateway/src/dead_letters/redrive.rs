@@ -49,7 +49,9 @@ async fn publish(
         trace_parent: None,
     };
     let body = Bytes::copy_from_slice(row.payload());
-    publish::publish(state, msg_id, ids, publish::unix_micros(), body).await
+    // A dead letter does not keep the source it came in through, so the redriven message is
+    // stored without one.
+    publish::publish(state, "", msg_id, ids, publish::unix_micros(), body).await
 }
 
 /// What one redrive did; logged, never with the payload.

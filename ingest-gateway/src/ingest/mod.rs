@@ -73,8 +73,10 @@ pub(crate) struct Correlation<'a> {
 
 /// Runs every step for one request and answers: `ok`, or the error's own response. The request
 /// is counted by how it ended and the outcome is left on the response for the access log.
+/// `source` is the id of the source the endpoint serves, stored with each message.
 pub async fn receive<S: Sender>(
     state: &AppState,
+    source: &str,
     request_id: &RequestId,
     trace_parent: &TraceParent,
     headers: &HeaderMap,
@@ -85,7 +87,7 @@ pub async fn receive<S: Sender>(
         request_id: &request_id.0,
         trace_parent: trace_parent.0.as_deref(),
     };
-    let result = steps::<S>(state, ids, headers, body, &mut outcome)
+    let result = steps::<S>(state, source, ids, headers, body, &mut outcome)
         .instrument(S::span())
         .await;
     let mut response = match result {
@@ -109,6 +111,7 @@ pub async fn receive<S: Sender>(
 
 async fn steps<S: Sender>(
     state: &AppState,
+    source: &str,
     ids: Correlation<'_>,
     headers: &HeaderMap,
     body: Body,
@@ -141,7 +144,7 @@ async fn steps<S: Sender>(
     let acks = futures::future::join_all(
         messages
             .iter()
-            .map(|m| publish::publish(state, &m.id, ids, received_at, m.body.clone())),
+            .map(|m| publish::publish(state, source, &m.id, ids, received_at, m.body.clone())),
     )
     .await;
     let mut duplicates = 0;

@@ -6,7 +6,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use async_nats::jetstream::publish::PublishAck;
 use axum::body::Bytes;
 use ingest_shared::telemetry::TRACEPARENT_HEADER;
-use ingest_shared::{RECEIVED_AT_HEADER, REQUEST_ID_HEADER};
+use ingest_shared::{RECEIVED_AT_HEADER, REQUEST_ID_HEADER, SOURCE_HEADER};
 
 use super::Correlation;
 use crate::error::ApiError;
@@ -22,9 +22,12 @@ pub(crate) fn unix_micros() -> u128 {
 }
 
 /// Publishes the verified bytes with `Nats-Msg-Id = message_id` and waits for JetStream to say
-/// it has stored them. Anything short of a PubAck within the deadline is a 503.
+/// it has stored them. Anything short of a PubAck within the deadline is a 503. `source` is the
+/// id of the source the message came in through, which the worker stores; empty when it is not
+/// known (a redriven dead letter), and then no header is sent and the worker stores none.
 pub(crate) async fn publish(
     state: &AppState,
+    source: &str,
     message_id: &str,
     ids: Correlation<'_>,
     received_at_us: u128,
@@ -47,6 +50,9 @@ pub(crate) async fn publish(
         nats_headers.insert(TRACEPARENT_HEADER, trace_parent);
     }
     nats_headers.insert(RECEIVED_AT_HEADER, received_at_us.to_string());
+    if !source.is_empty() {
+        nats_headers.insert(SOURCE_HEADER, source);
+    }
 
     let started = Instant::now();
     let acked = tokio::time::timeout(state.config.publish_timeout, async {

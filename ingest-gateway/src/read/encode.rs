@@ -19,10 +19,12 @@ pub struct ExportRow {
     pub ts_raw: String,
     pub text: Option<String>,
     pub msg_type: Option<String>,
+    pub source: Option<String>,
     pub raw: Option<sqlx::types::Json<serde_json::Value>>,
 }
 
-/// The CSV columns, in order; `from` and `to` as the JSON items name them.
+/// The CSV columns, in order; `from` and `to` as the JSON items name them. `source` follows
+/// them only when sources are configured.
 pub const CSV_HEADER: [&str; 6] = ["message_id", "from", "to", "ts", "text", "msg_type"];
 
 /// An NDJSON line: the fields of a `GET /messages` item, then `raw` when asked for.
@@ -35,6 +37,9 @@ struct Line<'a> {
     text: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     msg_type: Option<&'a str>,
+    /// Only when sources are configured; null for a message whose source is not known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source: Option<Option<&'a str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     raw: Option<Option<&'a serde_json::Value>>,
 }
@@ -44,13 +49,16 @@ struct Line<'a> {
 pub struct Encoder {
     format: Format,
     include_raw: bool,
+    /// Each row names its source (sources are configured).
+    with_source: bool,
 }
 
 impl Encoder {
-    pub fn new(format: Format, include_raw: bool) -> Self {
+    pub fn new(format: Format, include_raw: bool, with_source: bool) -> Self {
         Self {
             format,
             include_raw,
+            with_source,
         }
     }
 
@@ -58,7 +66,8 @@ impl Encoder {
     pub fn header(&self, out: &mut Vec<u8>) -> csv::Result<()> {
         if self.format == Format::Csv {
             let mut writer = csv_writer(out);
-            writer.write_record(CSV_HEADER)?;
+            let source = self.with_source.then_some("source");
+            writer.write_record(CSV_HEADER.into_iter().chain(source))?;
             writer.flush()?;
         }
         Ok(())
@@ -77,7 +86,10 @@ impl Encoder {
                         cell(row.text.as_deref().unwrap_or("")),
                         cell(row.msg_type.as_deref().unwrap_or("")),
                     ];
-                    writer.write_record(cells.iter().map(|c| c.as_bytes()))?;
+                    let source = self
+                        .with_source
+                        .then(|| cell(row.source.as_deref().unwrap_or("")));
+                    writer.write_record(cells.iter().chain(&source).map(|c| c.as_bytes()))?;
                 }
                 writer.flush()?;
             }
@@ -90,6 +102,7 @@ impl Encoder {
                         ts: &row.ts_raw,
                         text: row.text.as_deref(),
                         msg_type: row.msg_type.as_deref(),
+                        source: self.with_source.then_some(row.source.as_deref()),
                         raw: self.include_raw.then(|| row.raw.as_ref().map(|r| &r.0)),
                     };
                     serde_json::to_writer(&mut *out, &line).map_err(std::io::Error::from)?;
@@ -151,13 +164,38 @@ mod tests {
             ts_raw: "2025-01-15T10:00:00Z".into(),
             text: Some(text.into()),
             msg_type: None,
+            source: None,
             raw: None,
         }
     }
 
     #[test]
+    fn the_source_is_written_only_when_sources_are_configured() {
+        let mut known = row("hi");
+        known.source = Some("default".into());
+        let mut out = Vec::new();
+        let csv = Encoder::new(Format::Csv, false, true);
+        csv.header(&mut out).unwrap();
+        csv.rows(&[known, row("old")], &mut out).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "message_id,from,to,ts,text,msg_type,source\r\n\
+             \"m,1\",+911,+142,2025-01-15T10:00:00Z,hi,,default\r\n\
+             \"m,1\",+911,+142,2025-01-15T10:00:00Z,old,,\r\n"
+        );
+        let mut out = Vec::new();
+        Encoder::new(Format::Ndjson, false, true)
+            .rows(&[row("old")], &mut out)
+            .unwrap();
+        assert!(String::from_utf8(out).unwrap().ends_with(
+            r#""text":"old","source":null}
+"#
+        ));
+    }
+
+    #[test]
     fn csv_is_rfc_4180() {
-        let encoder = Encoder::new(Format::Csv, false);
+        let encoder = Encoder::new(Format::Csv, false, false);
         let mut out = Vec::new();
         encoder.header(&mut out).unwrap();
         encoder
@@ -176,10 +214,10 @@ mod tests {
         let mut out = Vec::new();
         let mut with_raw = row("hi");
         with_raw.raw = Some(sqlx::types::Json(serde_json::json!({"a": 1})));
-        Encoder::new(Format::Ndjson, true)
+        Encoder::new(Format::Ndjson, true, false)
             .rows(&[row("hi"), with_raw], &mut out)
             .unwrap();
-        Encoder::new(Format::Ndjson, false)
+        Encoder::new(Format::Ndjson, false, false)
             .rows(&[row("hi")], &mut out)
             .unwrap();
         let item = r#""message_id":"m,1","from":"+911","to":"+142","ts":"2025-01-15T10:00:00Z","text":"hi""#;

@@ -96,10 +96,11 @@ impl Export {
         params: Params,
         rows_per_trip: i64,
         rows_per_sec: u32,
+        with_source: bool,
         encode_thread: EncodeThread,
         permit: OwnedSemaphorePermit,
     ) -> Self {
-        let encoder = Encoder::new(params.format, params.include_raw);
+        let encoder = Encoder::new(params.format, params.include_raw, with_source);
         Self {
             query: Arc::new(Query {
                 db,
@@ -184,7 +185,8 @@ fn send_trip(query: Arc<Query>, after: Option<(DateTime<Utc>, String)>) -> Trip 
             after_ts,
             after_id,
             p.include_raw,
-            query.rows_per_trip
+            query.rows_per_trip,
+            p.source.as_deref()
         )
         .fetch_all(&query.db)
         .await

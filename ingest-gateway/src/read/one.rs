@@ -11,6 +11,7 @@ pub struct OneRow {
     pub ts_raw: String,
     pub text: Option<String>,
     pub msg_type: Option<String>,
+    pub source: Option<String>,
     pub raw: Option<sqlx::types::Json<serde_json::Value>>,
 }
 

@@ -18,6 +18,7 @@ pub struct PageRow {
     pub ts_raw: Option<String>,
     pub text: Option<String>,
     pub msg_type: Option<String>,
+    pub source: Option<String>,
 }
 
 /// What both page statements return, in `(ts, message_id)` order, up to `limit + 1` messages.
@@ -125,7 +126,8 @@ async fn fetch_counted(
         params.offset,
         limit,
         // One past the bound: reaching it says the total is over the bound.
-        bound.map(|b| b + 1)
+        bound.map(|b| b + 1),
+        params.source.as_deref()
     )
     .fetch_all(&mut *tx)
     .await?;
@@ -141,7 +143,8 @@ async fn estimate(db: &PgPool, params: &Params) -> sqlx::Result<i64> {
         params.to.as_deref(),
         params.since,
         params.until,
-        params.pattern.as_deref()
+        params.pattern.as_deref(),
+        params.source.as_deref()
     )
     .fetch_one(db)
     .await?;

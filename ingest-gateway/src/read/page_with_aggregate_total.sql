@@ -1,5 +1,5 @@
 -- A page of `GET /messages` and its total, when the aggregates of the read model count that total
--- (no filter, or only a sender, only a recipient, or only a time range:
+-- (no filter, or only a sender, only a recipient, or only a time range; never a source:
 -- `Params::total_from_aggregates`).
 --
 --   $1 from, $2 to, $3 since, $4 until      the filters; NULL when not given
@@ -58,6 +58,6 @@ keys AS (
     OFFSET $7 LIMIT $8
 )
 SELECT total.n AS "total!", p.message_id AS "message_id?", p.from_msisdn AS "from_msisdn?",
-       p.to_msisdn AS "to_msisdn?", p.ts AS "ts?", p.ts_raw AS "ts_raw?", p.text, p.msg_type
+       p.to_msisdn AS "to_msisdn?", p.ts AS "ts?", p.ts_raw AS "ts_raw?", p.text, p.msg_type, p.source
 FROM total LEFT JOIN (keys k JOIN messages p ON p.ts = k.ts AND p.message_id = k.message_id) ON true
 ORDER BY p.ts, p.message_id

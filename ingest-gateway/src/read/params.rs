@@ -65,6 +65,14 @@ const Q: Param = Param::new(
     Kind::Text { pattern: None },
     "Case-insensitive substring of `text`; `%`, `_` and `\\` match literally. Empty: no filter.",
 );
+pub const SOURCE: Param = Param::new(
+    "source",
+    Kind::SourceId,
+    "Only messages that came in through this source (`default` for `/webhook`, `whatsapp` for\n\
+    `/webhook/whatsapp`, or a configured source's id). Messages stored before sources were\n\
+    recorded have none and match no `source`.",
+)
+.example("default");
 const CURSOR: Param = Param::new(
     "cursor",
     Kind::Text { pattern: None },
@@ -89,7 +97,7 @@ const INCLUDE: Param = Param::new(
 );
 
 /// Every parameter, in the order the OpenAPI document lists them.
-const PARAMS: [&Param; 11] = [
+const PARAMS: [&Param; 12] = [
     &LIMIT,
     &OFFSET,
     &FROM,
@@ -98,6 +106,7 @@ const PARAMS: [&Param; 11] = [
     &SINCE,
     &UNTIL,
     &Q,
+    &SOURCE,
     &CURSOR,
     &FORMAT,
     &INCLUDE,
@@ -114,6 +123,8 @@ pub struct Params {
     pub until: Option<DateTime<Utc>>,
     /// The ILIKE pattern, already escaped and wrapped in `%`.
     pub pattern: Option<String>,
+    /// Only this source's messages.
+    pub source: Option<String>,
     pub cursor: Option<Cursor>,
     pub format: Format,
     /// NDJSON lines carry `raw` (`include=raw`).
@@ -162,6 +173,7 @@ impl Params {
         let since = q.time(&SINCE);
         let until = q.time(&UNTIL);
         let pattern = q.contains(&Q);
+        let source = q.source_id(&SOURCE);
         // With a streamed format the cursor is already refused, whatever it holds.
         let mut cursor = None;
         if let Some(raw) = q.nonempty(&CURSOR).filter(|_| !format.is_streamed()) {
@@ -190,6 +202,7 @@ impl Params {
             since,
             until,
             pattern,
+            source,
             cursor,
             format,
             include_raw,
@@ -197,11 +210,11 @@ impl Params {
     }
 
     /// Whether the read model's aggregates count the total: no filter, or only a sender, only a
-    /// recipient, or only a time range.
+    /// recipient, or only a time range. No aggregate is kept per source: a source is counted.
     pub fn total_from_aggregates(&self) -> bool {
         let time = self.since.is_some() || self.until.is_some();
         let given = [self.from.is_some(), self.to.is_some(), time];
-        self.pattern.is_none() && given.iter().filter(|g| **g).count() <= 1
+        self.pattern.is_none() && self.source.is_none() && given.iter().filter(|g| **g).count() <= 1
     }
 }
 
@@ -252,6 +265,20 @@ mod tests {
         assert_eq!(kinds("from_msisdn=abc")[0].0, "from_msisdn");
         assert_eq!(kinds("cursor=zz")[0].0, "cursor");
         assert_eq!(kinds("q=a%00b")[0], ("q".into(), "value_error".into()));
+        for bad in ["", "Default", "a_b", "a%20b", &"a".repeat(65)] {
+            assert_eq!(
+                kinds(&format!("source={bad}"))[0],
+                ("source".into(), "string_pattern_mismatch".into()),
+                "{bad:?}"
+            );
+        }
+        let p = Params::parse(Some(&format!("source={}", "a-1".repeat(21)))).unwrap();
+        assert_eq!(p.source.map(|s| s.len()), Some(63));
+        assert!(
+            !Params::parse(Some("source=whatsapp"))
+                .unwrap()
+                .total_from_aggregates()
+        );
         let nul_id = super::Cursor {
             ts: parse_ts("2025-01-15T10:00:00Z").unwrap(),
             message_id: "a\0b".into(),

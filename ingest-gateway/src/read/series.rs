@@ -3,9 +3,9 @@
 //!
 //! Without a sender or recipient the series adds up the read model's hour and day buckets, and
 //! counts only the rows of the partial hours that `since` and `until` cut (the same split as the
-//! `/messages` total, [`TimeBuckets`]). With `from` or `to` there is no aggregate per sender and
-//! hour, so the rows are counted through that sender's (or recipient's) `(…, ts, message_id)`
-//! index: the cost is that sender's rows in the range.
+//! `/messages` total, [`TimeBuckets`]). With `from`, `to` or `source` there is no aggregate per
+//! sender (recipient, source) and hour, so the rows are counted through that sender's (or
+//! recipient's, or source's) `(…, ts, message_id)` index: the cost is its rows in the range.
 
 use chrono::{DateTime, Utc};
 use ingest_shared::message::ValidationErrors;
@@ -15,7 +15,7 @@ use sqlx::PgPool;
 use utoipa::openapi::path::{Parameter, ParameterIn};
 use utoipa::{IntoParams, ToSchema};
 
-use super::params::{FROM, TO};
+use super::params::{FROM, SOURCE, TO};
 use crate::query::{Kind, Param, Query};
 
 /// At most this many buckets in one answer; past it the answer is cut and says where to go on.
@@ -66,13 +66,14 @@ pub struct SeriesParams {
     pub unit: Unit,
     pub from: Option<String>,
     pub to: Option<String>,
+    pub source: Option<String>,
     pub since: Option<DateTime<Utc>>,
     pub until: Option<DateTime<Utc>>,
 }
 
 impl IntoParams for SeriesParams {
     fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
-        crate::query::document(&[&BUCKET, &FROM, &TO, &SINCE, &UNTIL])
+        crate::query::document(&[&BUCKET, &FROM, &TO, &SOURCE, &SINCE, &UNTIL])
     }
 }
 
@@ -95,6 +96,7 @@ impl SeriesParams {
         };
         let from = q.msisdn(&FROM);
         let to = q.msisdn(&TO);
+        let source = q.source_id(&SOURCE);
         let since = q.time(&SINCE);
         let until = q.time(&UNTIL);
         match unit {
@@ -102,6 +104,7 @@ impl SeriesParams {
                 unit,
                 from,
                 to,
+                source,
                 since,
                 until,
             }),
@@ -124,7 +127,7 @@ pub struct BucketRow {
 pub async fn fetch(db: &PgPool, params: &SeriesParams) -> sqlx::Result<Vec<BucketRow>> {
     let unit = params.unit.as_str();
     let limit = MAX_BUCKETS + 1;
-    if params.from.is_some() || params.to.is_some() {
+    if params.from.is_some() || params.to.is_some() || params.source.is_some() {
         return sqlx::query_file_as!(
             BucketRow,
             "src/read/series_counted.sql",
@@ -133,7 +136,8 @@ pub async fn fetch(db: &PgPool, params: &SeriesParams) -> sqlx::Result<Vec<Bucke
             params.to.as_deref(),
             params.since,
             params.until,
-            limit
+            limit,
+            params.source.as_deref()
         )
         .fetch_all(db)
         .await;
@@ -176,17 +180,20 @@ mod tests {
     fn bucket_is_required_and_every_bad_value_is_reported() {
         let p = SeriesParams::parse(Some("bucket=day&from=+911&unknown=1")).unwrap();
         assert_eq!((p.unit, p.from.as_deref()), (Unit::Day, Some("+911")));
+        let p = SeriesParams::parse(Some("bucket=day&source=whatsapp")).unwrap();
+        assert_eq!(p.source.as_deref(), Some("whatsapp"));
         assert_eq!(
             SeriesParams::parse(Some("bucket=hour")).unwrap().unit,
             Unit::Hour
         );
         assert_eq!(kinds(""), [("\"bucket\"".into(), "missing".into())]);
         assert_eq!(
-            kinds("bucket=week&from=x&to=1&since=yesterday&until=2025-13-01"),
+            kinds("bucket=week&from=x&to=1&source=x_y&since=yesterday&until=2025-13-01"),
             [
                 ("\"bucket\"".into(), "enum".into()),
                 ("\"from\"".into(), "string_pattern_mismatch".into()),
                 ("\"to\"".into(), "string_pattern_mismatch".into()),
+                ("\"source\"".into(), "string_pattern_mismatch".into()),
                 ("\"since\"".into(), "datetime_parsing".into()),
                 ("\"until\"".into(), "datetime_parsing".into()),
             ]

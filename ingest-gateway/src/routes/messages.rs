@@ -50,6 +50,13 @@ pub struct MessageItem {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(example = "text")]
     pub msg_type: Option<String>,
+    /// The id of the source the message came in through (`default` for `/webhook`, `whatsapp`
+    /// for `/webhook/whatsapp`); null when not known (stored before sources were recorded).
+    /// Present only when the gateway has `SOURCES_FILE` set: otherwise the item keeps the shape
+    /// it had before sources.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, example = "default")]
+    pub source: Option<Option<String>>,
 }
 
 /// One stored message and the payload it came from.
@@ -158,6 +165,7 @@ pub async fn list(
             ts: ts_raw,
             text: row.text,
             msg_type: row.msg_type,
+            source: state.config.sources_configured.then_some(row.source),
         });
     }
     let next_cursor = if data.len() as i64 > params.limit {
@@ -237,6 +245,7 @@ pub async fn one(
             ts: row.ts_raw,
             text: row.text,
             msg_type: row.msg_type,
+            source: state.config.sources_configured.then_some(row.source),
         },
         raw: row.raw.map(|r| r.0),
     }))

@@ -83,7 +83,15 @@ async fn receive(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    ingest::receive::<Webhook>(&state, &request_id, &trace_parent, &headers, body).await
+    ingest::receive::<Webhook>(
+        &state,
+        "default",
+        &request_id,
+        &trace_parent,
+        &headers,
+        body,
+    )
+    .await
 }
 
 /// Every `result` label of `webhook_requests_total`.

@@ -121,7 +121,15 @@ async fn receive(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    ingest::receive::<WhatsApp>(&state, &request_id, &trace_parent, &headers, body).await
+    ingest::receive::<WhatsApp>(
+        &state,
+        "whatsapp",
+        &request_id,
+        &trace_parent,
+        &headers,
+        body,
+    )
+    .await
 }
 
 const MESSAGES: Metric = Metric::new_counter(

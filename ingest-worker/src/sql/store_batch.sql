@@ -19,6 +19,8 @@
 --   $15 text[]        kind: 'invalid' or 'refused' (the advisory path writes 'max_deliveries')
 --   $16 text[]        dedup_key: hex SHA-256 of the payload, distinct within the arrays
 --   $17 int[]         times: how often the batch holds these bytes
+-- And, with the messages' arrays (last, as it was added last):
+--   $18 text[]        source: the id of the source it came in through (NULL when not known)
 --
 -- Returns the messages really inserted (`from_msisdn`, `to_msisdn`, `ts`), which the same
 -- transaction then applies to the aggregates (shared/src/read_model/apply_changes.sql).
@@ -62,8 +64,9 @@ WITH dead AS (
 batch AS (
     SELECT DISTINCT ON (u.message_id) u.*
     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[],
-                $6::text[], $7::bigint[], $8::text[], $9::text[]) WITH ORDINALITY
-         AS u(message_id, from_msisdn, to_msisdn, ts, ts_raw, text, stream_seq, msg_type, raw, nth)
+                $6::text[], $7::bigint[], $8::text[], $9::text[], $18::text[]) WITH ORDINALITY
+         AS u(message_id, from_msisdn, to_msisdn, ts, ts_raw, text, stream_seq, msg_type, raw,
+              source, nth)
     ORDER BY u.message_id, u.nth
 ),
 new AS (
@@ -74,9 +77,9 @@ new AS (
     RETURNING message_id
 )
 INSERT INTO messages (message_id, from_msisdn, to_msisdn, ts, ts_raw, text, stream_seq, msg_type,
-                      raw)
+                      raw, source)
 SELECT b.message_id, b.from_msisdn, b.to_msisdn, b.ts, b.ts_raw, b.text, b.stream_seq, b.msg_type,
-       b.raw::jsonb
+       b.raw::jsonb, b.source
 FROM batch b JOIN new n ON n.message_id = b.message_id
 ORDER BY b.message_id
 RETURNING from_msisdn, to_msisdn, ts;

@@ -1,0 +1,278 @@
+//! The source a message came in through, over HTTP against the running gateway, on rows written
+//! by the real worker from real JetStream: stored for each built-in endpoint, returned only when
+//! the gateway has `SOURCES_FILE`, and filtered by `?source=` on the page, its total, the export
+//! and the time series.
+
+use integration_tests::{Running, SECRET, TestEnv, post_signed};
+use serde_json::{Value, json};
+
+const APP_SECRET: &str = "wa-app-secret";
+
+async fn get(env: &TestEnv, gateway: &Running, path: &str) -> (u16, Value) {
+    let response = env.http.get(gateway.url(path)).send().await.expect("GET");
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("body");
+    let body = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{path}: not JSON: {text}"));
+    (status, body)
+}
+
+async fn text(env: &TestEnv, gateway: &Running, path: &str) -> String {
+    let response = env.http.get(gateway.url(path)).send().await.expect("GET");
+    assert_eq!(response.status().as_u16(), 200, "{path}");
+    response.text().await.expect("body")
+}
+
+/// A WhatsApp Cloud API notification carrying one text message.
+fn whatsapp_text(id: &str, body: &str) -> String {
+    json!({
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "102290129340398", "changes": [{"field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "15550783881", "phone_number_id": "106540352242922"},
+            "contacts": [{"profile": {"name": "Sheena Nelson"}, "wa_id": "16505551234"}],
+            "messages": [{"from": "16505551234", "id": id, "timestamp": "1749416383",
+                          "type": "text", "text": {"body": body}}]
+        }}]}]
+    })
+    .to_string()
+}
+
+async fn post_whatsapp(env: &TestEnv, gateway: &Running, body: String) -> u16 {
+    let signature = format!(
+        "sha256={}",
+        ingest_shared::signature::sign(APP_SECRET.as_bytes(), body.as_bytes())
+    );
+    env.http
+        .post(gateway.url("/webhook/whatsapp"))
+        .header("content-type", "application/json")
+        .header("x-hub-signature-256", signature)
+        .body(body)
+        .send()
+        .await
+        .expect("POST /webhook/whatsapp")
+        .status()
+        .as_u16()
+}
+
+/// A sources file declaring the two built-in sources with the secrets the tests sign with.
+fn sources_file(env: &TestEnv) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("sources-{}.toml", env.id));
+    std::fs::write(
+        &path,
+        format!(
+            "[[source]]\nid = \"default\"\nkind = \"x-signature\"\nsecrets = [\"{SECRET}\"]\n\n\
+             [[source]]\nid = \"whatsapp\"\nkind = \"whatsapp\"\nsecrets = [\"{APP_SECRET}\"]\n"
+        ),
+    )
+    .expect("write the sources file");
+    path
+}
+
+/// Two gateways on one database, one without `SOURCES_FILE` and one with it, and a worker; a
+/// message posted through each built-in endpoint (and one more on `/webhook`).
+async fn start(env: &TestEnv) -> (Running, Running, Running) {
+    let file = sources_file(env);
+    let plain = env
+        .start_gateway(env.gateway_config(&[("WHATSAPP_APP_SECRET", APP_SECRET)]))
+        .await;
+    let sourced = env
+        .start_gateway(env.gateway_config(&[
+            ("WHATSAPP_APP_SECRET", APP_SECRET),
+            ("SOURCES_FILE", file.to_str().unwrap()),
+        ]))
+        .await;
+    let worker = env.start_worker(env.worker_config(&[])).await;
+    env.wait_stream_ready().await;
+    for (id, ts) in [
+        ("plain-1", "2025-01-15T10:00:00Z"),
+        ("plain-2", "2025-01-16T10:00:00Z"),
+    ] {
+        let body = json!({"message_id": id, "from": "+911", "to": "+142", "ts": ts, "text": "hi"});
+        assert_eq!(
+            post_signed(&env.http, plain.url("/webhook"), body.to_string()).await,
+            200
+        );
+    }
+    assert_eq!(
+        post_whatsapp(env, &plain, whatsapp_text("wamid.S1", "typed")).await,
+        200
+    );
+    (plain, sourced, worker)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_message_is_stored_with_its_source_and_returned_only_with_sources_file() {
+    let env = TestEnv::new().await;
+    let (plain, sourced, worker) = start(&env).await;
+
+    // Read-your-writes: every message answered 200 is there.
+    let (status, page) = get(&env, &plain, "/messages").await;
+    assert_eq!(status, 200, "{page}");
+    let items = page["data"].as_array().expect("data");
+    assert_eq!(items.len(), 3, "{page}");
+    for item in items {
+        assert!(
+            item.get("source").is_none(),
+            "no source without SOURCES_FILE: {item}"
+        );
+    }
+    let (_, one) = get(&env, &plain, "/messages/plain-1").await;
+    assert!(one.get("source").is_none(), "{one}");
+
+    let stored: Vec<(String, Option<String>)> =
+        sqlx::query_as("SELECT message_id, source FROM messages ORDER BY message_id")
+            .fetch_all(&env.db)
+            .await
+            .unwrap();
+    let expected = [
+        ("plain-1", Some("default")),
+        ("plain-2", Some("default")),
+        ("wamid.S1", Some("whatsapp")),
+    ];
+    let expected: Vec<(String, Option<String>)> = expected
+        .iter()
+        .map(|(id, s)| (id.to_string(), s.map(str::to_owned)))
+        .collect();
+    assert_eq!(stored, expected);
+
+    let (_, page) = get(&env, &sourced, "/messages").await;
+    let sources: Vec<(&str, &str)> = page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["message_id"].as_str().unwrap(),
+                i["source"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert!(sources.contains(&("plain-1", "default")), "{page}");
+    assert!(sources.contains(&("wamid.S1", "whatsapp")), "{page}");
+    let (_, one) = get(&env, &sourced, "/messages/wamid.S1").await;
+    assert_eq!(one["source"], "whatsapp", "{one}");
+
+    // A message published without the header (by an older gateway) is stored without a
+    // source, and with SOURCES_FILE its items say so with null rather than leaving the key out.
+    let older = json!({"message_id": "older-1", "from": "+911", "to": "+142",
+                       "ts": "2025-01-17T10:00:00Z", "text": "from before sources"});
+    env.js
+        .publish(env.subject.clone(), older.to_string().into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    env.wait_for_rows(4).await;
+    let source: Option<String> =
+        sqlx::query_scalar("SELECT source FROM messages WHERE message_id = 'older-1'")
+            .fetch_one(&env.db)
+            .await
+            .unwrap();
+    assert_eq!(source, None);
+    let (_, one) = get(&env, &sourced, "/messages/older-1").await;
+    assert_eq!(one.get("source"), Some(&Value::Null), "{one}");
+    let (_, page) = get(&env, &sourced, "/messages?source=default").await;
+    assert_eq!(page["total"], 2, "not known is not `default`: {page}");
+
+    let ndjson = text(&env, &sourced, "/messages?format=ndjson").await;
+    assert!(ndjson.contains(r#""source":"whatsapp""#), "{ndjson}");
+    let ndjson = text(&env, &plain, "/messages?format=ndjson").await;
+    assert!(!ndjson.contains(r#""source":"#), "{ndjson}");
+    let csv = text(&env, &sourced, "/messages?format=csv").await;
+    assert!(
+        csv.starts_with("message_id,from,to,ts,text,msg_type,source\r\n"),
+        "{csv}"
+    );
+    let csv = text(&env, &plain, "/messages?format=csv").await;
+    assert!(
+        csv.starts_with("message_id,from,to,ts,text,msg_type\r\n"),
+        "{csv}"
+    );
+
+    plain.stop().await.unwrap();
+    sourced.stop().await.unwrap();
+    worker.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn source_filters_the_page_the_total_the_export_and_the_series() {
+    let env = TestEnv::new().await;
+    let (plain, sourced, worker) = start(&env).await;
+
+    let ids = |page: &Value| -> Vec<String> {
+        page["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["message_id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (status, page) = get(&env, &plain, "/messages?source=default").await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(ids(&page), ["plain-1", "plain-2"]);
+    assert_eq!(page["total"], 2);
+    let (_, page) = get(&env, &plain, "/messages?source=whatsapp").await;
+    assert_eq!(ids(&page), ["wamid.S1"]);
+    assert_eq!(page["total"], 1);
+    // With another filter, and a source nothing came through.
+    let (_, page) = get(
+        &env,
+        &plain,
+        "/messages?source=default&since=2025-01-16T00:00:00Z&limit=1",
+    )
+    .await;
+    assert_eq!(
+        (ids(&page), &page["total"]),
+        (vec!["plain-2".into()], &json!(1))
+    );
+    let (_, page) = get(&env, &plain, "/messages?source=nobody").await;
+    assert_eq!((ids(&page).len(), &page["total"]), (0, &json!(0)));
+
+    let ndjson = text(&env, &plain, "/messages?format=ndjson&source=whatsapp").await;
+    let lines: Vec<Value> = ndjson
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1, "{ndjson}");
+    assert_eq!(lines[0]["message_id"], "wamid.S1");
+    let csv = text(&env, &sourced, "/messages?format=csv&source=default").await;
+    assert_eq!(csv.lines().count(), 3, "a header and two rows: {csv}");
+    assert!(
+        csv.lines().skip(1).all(|l| l.ends_with(",default")),
+        "{csv}"
+    );
+
+    let (status, series) = get(&env, &plain, "/stats/timeseries?bucket=day&source=default").await;
+    assert_eq!(status, 200, "{series}");
+    assert_eq!(
+        series["data"],
+        json!([
+            {"start": "2025-01-15T00:00:00Z", "count": 1},
+            {"start": "2025-01-16T00:00:00Z", "count": 1},
+        ])
+    );
+    let (_, series) = get(&env, &plain, "/stats/timeseries?bucket=day&source=nobody").await;
+    assert_eq!(series["data"], json!([]));
+
+    for path in [
+        "/messages?source=Default",
+        "/messages?source=",
+        "/messages?source=a_b",
+        "/messages?format=csv&source=a%20b",
+        "/stats/timeseries?bucket=day&source=UPPER",
+    ] {
+        let (status, body) = get(&env, &plain, path).await;
+        assert_eq!(status, 422, "{path}: {body}");
+        assert_eq!(
+            body["detail"][0]["loc"],
+            json!(["query", "source"]),
+            "{body}"
+        );
+    }
+    let long = format!("/messages?source={}", "a".repeat(65));
+    assert_eq!(get(&env, &plain, &long).await.0, 422);
+
+    plain.stop().await.unwrap();
+    sourced.stop().await.unwrap();
+    worker.stop().await.unwrap();
+}
