@@ -73,6 +73,12 @@ pub struct Config {
     /// Most bytes of header names and values in one request (431 above).
     pub max_header_bytes: usize,
     pub log_level: String,
+    /// `SOURCES_FILE`: the senders' file; unset, the built-in `default` and `whatsapp`.
+    pub sources_file: Option<std::path::PathBuf>,
+    /// The sources read at start-up (sources/); reloads replace the gateway's own copy.
+    pub sources: std::sync::Arc<crate::sources::Sources>,
+    /// `TRUSTED_PROXIES`: peers whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Config {
@@ -80,7 +86,7 @@ impl Config {
         let database_url = string_or(env, "DATABASE_URL", DEFAULT_DATABASE_URL);
         let webhook_secret = secret(env, "WEBHOOK_SECRET");
         let webhook_secret = webhook_secret.as_ref().map_or("", |s| s.expose_secret());
-        Ok(Self {
+        let mut config = Self {
             addr: parse_or(env, "GATEWAY_ADDR", SocketAddr::from(([0, 0, 0, 0], 8000)))?,
             secrets: WebhookSecrets::from_list(webhook_secret),
             standard_secrets: WebhookSecrets::from_standard_list(webhook_secret),
@@ -157,7 +163,14 @@ impl Config {
             max_headers: parse_in_range(env, "MAX_HEADERS", 100, 8..=1000)?,
             max_header_bytes: parse_in_range(env, "MAX_HEADER_BYTES", 16 << 10, 1024..=256 << 10)?,
             log_level: string_or(env, "LOG_LEVEL", "info"),
-        })
+            sources_file: Some(string_or(env, "SOURCES_FILE", ""))
+                .filter(|p| !p.trim().is_empty())
+                .map(std::path::PathBuf::from),
+            sources: Default::default(),
+            trusted_proxies: trusted_proxies(&string_or(env, "TRUSTED_PROXIES", ""))?,
+        };
+        config.sources = std::sync::Arc::new(crate::sources::Sources::load(&config, None)?);
+        Ok(config)
     }
 }
 
@@ -198,6 +211,20 @@ impl Schemes {
         }
         Ok(schemes)
     }
+}
+
+/// Comma-separated CIDRs (or bare addresses).
+fn trusted_proxies(list: &str) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(|c| {
+            crate::sources::parse_cidr(c).ok_or_else(|| ConfigError::Invalid {
+                name: "TRUSTED_PROXIES",
+                reason: format!("{c:?} is not a CIDR"),
+            })
+        })
+        .collect()
 }
 
 /// A bearer token list (`READ_TOKENS`, `ADMIN_TOKENS`), read as a secret.

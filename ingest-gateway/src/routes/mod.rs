@@ -2,6 +2,7 @@ pub mod dead_letters;
 pub mod export;
 pub mod messages;
 pub mod stats;
+pub mod sources;
 pub mod ui;
 pub mod webhook;
 pub mod whatsapp;
