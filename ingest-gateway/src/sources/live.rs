@@ -56,8 +56,10 @@ impl LiveSources {
         let Some(path) = self.config.sources_file.clone() else {
             return;
         };
+        // Installed before the gateway serves, so a SIGHUP from then on is never the default
+        // action (which ends the process).
+        let mut hangup = signal_hangup();
         tokio::spawn(async move {
-            let mut hangup = signal_hangup();
             let mut seen = std::fs::read(&path).ok();
             let mut tick = tokio::time::interval(POLL_INTERVAL);
             loop {
