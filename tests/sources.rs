@@ -73,12 +73,27 @@ async fn each_source_accepts_its_own_keys_only_and_an_unknown_id_is_404() {
     env.wait_stream_ready().await;
 
     // Rotation: both of A's keys; B's key from its secrets_file.
-    assert_eq!(status(&gateway, &env, "/webhook/partner-a", "a-new", "a1").await, 200);
-    assert_eq!(status(&gateway, &env, "/webhook/partner-a", "a-old", "a2").await, 200);
-    assert_eq!(status(&gateway, &env, "/webhook/partner-b", "b-key", "b1").await, 200);
+    assert_eq!(
+        status(&gateway, &env, "/webhook/partner-a", "a-new", "a1").await,
+        200
+    );
+    assert_eq!(
+        status(&gateway, &env, "/webhook/partner-a", "a-old", "a2").await,
+        200
+    );
+    assert_eq!(
+        status(&gateway, &env, "/webhook/partner-b", "b-key", "b1").await,
+        200
+    );
     // One source's key on the other's path.
-    assert_eq!(status(&gateway, &env, "/webhook/partner-b", "a-new", "x1").await, 401);
-    assert_eq!(status(&gateway, &env, "/webhook/partner-a", "b-key", "x2").await, 401);
+    assert_eq!(
+        status(&gateway, &env, "/webhook/partner-b", "a-new", "x1").await,
+        401
+    );
+    assert_eq!(
+        status(&gateway, &env, "/webhook/partner-a", "b-key", "x2").await,
+        401
+    );
     // With a file, only its sources exist: no built-in `default`.
     assert_eq!(status(&gateway, &env, "/webhook", "a-new", "x3").await, 404);
     let unknown = post(
@@ -104,8 +119,15 @@ async fn each_source_accepts_its_own_keys_only_and_an_unknown_id_is_404() {
     assert_eq!(series("partner-a", "created"), Some(2.0));
     assert_eq!(series("partner-b", "created"), Some(1.0));
     assert_eq!(series("partner-a", "invalid_signature"), Some(1.0));
-    assert_eq!(series("partner-a", "rate_limited"), Some(0.0), "at 0 from start");
-    assert!(!text.contains("partner-z"), "an unknown id is never a label");
+    assert_eq!(
+        series("partner-a", "rate_limited"),
+        Some(0.0),
+        "at 0 from start"
+    );
+    assert!(
+        !text.contains("partner-z"),
+        "an unknown id is never a label"
+    );
 
     let admin: Value = env
         .http
@@ -128,7 +150,27 @@ async fn each_source_accepts_its_own_keys_only_and_an_unknown_id_is_404() {
     assert_eq!(a["counters"]["accepted"], 2);
     assert_eq!(a["counters"]["invalid_signature"], 1);
     assert_eq!(admin["data"][1]["keys"], 1);
-    let anonymous = env.http.get(gateway.url("/admin/sources")).send().await.unwrap();
+    let document = env
+        .http
+        .get(gateway.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for path in ["/webhook/{source}", "/admin/sources"] {
+        assert!(
+            document.contains(path),
+            "{path} missing from the OpenAPI document"
+        );
+    }
+    let anonymous = env
+        .http
+        .get(gateway.url("/admin/sources"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(anonymous.status(), 401);
 
     worker.stop().await.unwrap();
@@ -203,7 +245,9 @@ kind = "x-signature"
 secrets = ["quiet-key"]
 "#,
     );
-    let gateway = env.start_gateway(env.gateway_config(&[("SOURCES_FILE", &file)])).await;
+    let gateway = env
+        .start_gateway(env.gateway_config(&[("SOURCES_FILE", &file)]))
+        .await;
     env.wait_stream_ready().await;
 
     let flood = (0..40).map(|i| {
@@ -253,11 +297,17 @@ secrets = ["quiet-key"]
     }
     let text = scrape_metrics(&env.http, &gateway).await;
     assert_eq!(
-        metric_value(&text, r#"source_requests_total{source="noisy",result="rate_limited"}"#),
+        metric_value(
+            &text,
+            r#"source_requests_total{source="noisy",result="rate_limited"}"#
+        ),
         Some(limited as f64)
     );
     assert_eq!(
-        metric_value(&text, r#"source_requests_total{source="quiet",result="rate_limited"}"#),
+        metric_value(
+            &text,
+            r#"source_requests_total{source="quiet",result="rate_limited"}"#
+        ),
         Some(0.0)
     );
     gateway.stop().await.unwrap();
@@ -285,23 +335,39 @@ async fn the_allowlist_trusts_forwarded_for_only_from_a_trusted_proxy() {
     let url = |g: &Running| g.url("/webhook/fenced");
 
     // The test connects from 127.0.0.1, not a trusted proxy: its X-Forwarded-For is ignored.
-    let direct = env.start_gateway(env.gateway_config(&[("SOURCES_FILE", &file)])).await;
+    let direct = env
+        .start_gateway(env.gateway_config(&[("SOURCES_FILE", &file)]))
+        .await;
     env.wait_stream_ready().await;
-    let forged = post(&env.http, url(&direct), "fenced-key", message_body("f1"), Some("10.1.2.3"));
+    let forged = post(
+        &env.http,
+        url(&direct),
+        "fenced-key",
+        message_body("f1"),
+        Some("10.1.2.3"),
+    );
     assert_eq!(forged.await.status(), 403);
     // Before the signature: outside the list is 403 even with a wrong key.
     let outside = post(&env.http, url(&direct), "wrong", message_body("f2"), None);
     assert_eq!(outside.await.status(), 403);
-    assert_eq!(status(&direct, &env, "/webhook/local", "local-key", "l1").await, 200);
+    assert_eq!(
+        status(&direct, &env, "/webhook/local", "local-key", "l1").await,
+        200
+    );
     direct.stop().await.unwrap();
 
     let proxied = env
-        .start_gateway(env.gateway_config(&[
-            ("SOURCES_FILE", &file),
-            ("TRUSTED_PROXIES", "127.0.0.0/8"),
-        ]))
+        .start_gateway(
+            env.gateway_config(&[("SOURCES_FILE", &file), ("TRUSTED_PROXIES", "127.0.0.0/8")]),
+        )
         .await;
-    let inside = post(&env.http, url(&proxied), "fenced-key", message_body("f3"), Some("10.1.2.3"));
+    let inside = post(
+        &env.http,
+        url(&proxied),
+        "fenced-key",
+        message_body("f3"),
+        Some("10.1.2.3"),
+    );
     assert_eq!(inside.await.status(), 200);
     // The client named left of an untrusted address is not believed.
     let spoofed = post(
@@ -312,13 +378,22 @@ async fn the_allowlist_trusts_forwarded_for_only_from_a_trusted_proxy() {
         Some("10.1.2.3, 192.0.2.1"),
     );
     assert_eq!(spoofed.await.status(), 403);
-    let wrong_key = post(&env.http, url(&proxied), "wrong", message_body("f5"), Some("10.1.9.9"));
+    let wrong_key = post(
+        &env.http,
+        url(&proxied),
+        "wrong",
+        message_body("f5"),
+        Some("10.1.9.9"),
+    );
     assert_eq!(wrong_key.await.status(), 401);
     // Both gateways count into the test process's one recorder: the direct one's two refusals
     // and the proxied one's.
     let text = scrape_metrics(&env.http, &proxied).await;
     assert_eq!(
-        metric_value(&text, r#"source_requests_total{source="fenced",result="forbidden"}"#),
+        metric_value(
+            &text,
+            r#"source_requests_total{source="fenced",result="forbidden"}"#
+        ),
         Some(3.0)
     );
     proxied.stop().await.unwrap();
@@ -382,7 +457,13 @@ async fn reload_under_load_loses_and_refuses_nothing_and_an_invalid_file_keeps_t
             let mut i = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 let batch = (0..4).map(|k| {
-                    post(&http, url.clone(), "steady-key", message_body(&format!("s{i}-{k}")), None)
+                    post(
+                        &http,
+                        url.clone(),
+                        "steady-key",
+                        message_body(&format!("s{i}-{k}")),
+                        None,
+                    )
                 });
                 for response in futures::future::join_all(batch).await {
                     assert_eq!(response.status(), 200, "refused during a reload");
@@ -394,16 +475,28 @@ async fn reload_under_load_loses_and_refuses_nothing_and_an_invalid_file_keeps_t
     };
 
     assert_eq!(
-        post(&env.http, gateway.url("/webhook/late"), "late-key", message_body("late0"), None)
-            .await
-            .status(),
+        post(
+            &env.http,
+            gateway.url("/webhook/late"),
+            "late-key",
+            message_body("late0"),
+            None
+        )
+        .await
+        .status(),
         404
     );
     write_file(dir.path(), ONE_MORE);
     gateway.signal(libc::SIGHUP);
     eventually(Duration::from_secs(20), "the new source served", || async {
-        let r = post(&env.http, gateway.url("/webhook/late"), "late-key", message_body("late1"), None)
-            .await;
+        let r = post(
+            &env.http,
+            gateway.url("/webhook/late"),
+            "late-key",
+            message_body("late1"),
+            None,
+        )
+        .await;
         (r.status() == 200).then_some(())
     })
     .await;
@@ -411,17 +504,35 @@ async fn reload_under_load_loses_and_refuses_nothing_and_an_invalid_file_keeps_t
     write_file(dir.path(), "[[source]]\nid = \"steady\"\nkind = \"nope\"\n");
     gateway.signal(libc::SIGHUP);
     let metrics = gateway.url("/metrics");
-    eventually(Duration::from_secs(20), "the invalid reload counted", || async {
-        let text = env.http.get(&metrics).send().await.ok()?.text().await.ok()?;
-        let n = metric_value(&text, r#"sources_reload_total{result="invalid"}"#)?;
-        (n >= 1.0).then_some(())
-    })
+    eventually(
+        Duration::from_secs(20),
+        "the invalid reload counted",
+        || async {
+            let text = env
+                .http
+                .get(&metrics)
+                .send()
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()?;
+            let n = metric_value(&text, r#"sources_reload_total{result="invalid"}"#)?;
+            (n >= 1.0).then_some(())
+        },
+    )
     .await;
     // The set in use is kept.
     assert_eq!(
-        post(&env.http, gateway.url("/webhook/late"), "late-key", message_body("late2"), None)
-            .await
-            .status(),
+        post(
+            &env.http,
+            gateway.url("/webhook/late"),
+            "late-key",
+            message_body("late2"),
+            None
+        )
+        .await
+        .status(),
         200
     );
 

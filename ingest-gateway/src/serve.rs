@@ -60,16 +60,14 @@ pub async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(
-            router
-                .clone()
-                .map_request(move |request: Request<Incoming>| {
-                    let mut request = request.map(Body::new);
-                    // Where `sources::client` finds the TCP peer.
-                    request.extensions_mut().insert(ConnectInfo(peer));
-                    request
-                }),
-        );
+        let service = TowerToHyperService::new(router.clone().map_request(
+            move |request: Request<Incoming>| {
+                let mut request = request.map(Body::new);
+                // Where `sources::client` finds the TCP peer.
+                request.extensions_mut().insert(ConnectInfo(peer));
+                request
+            },
+        ));
         let connection = builder
             .serve_connection(TokioIo::new(stream), service)
             .into_owned();

@@ -5,8 +5,8 @@ use axum::http::HeaderMap;
 use ingest_shared::signature::{StandardWebhookError, StandardWebhookHeaders};
 
 use super::publish::unix_micros;
-use crate::sources::Source;
 use crate::error::ApiError;
+use crate::sources::Source;
 
 /// Every scheme the source accepts (`WEBHOOK_SCHEMES` for the built-in `default`, its kind for
 /// a file's source): Standard Webhooks when its headers are present and the scheme is on, else

@@ -1,8 +1,8 @@
 pub mod dead_letters;
 pub mod export;
 pub mod messages;
-pub mod stats;
 pub mod sources;
+pub mod stats;
 pub mod ui;
 pub mod webhook;
 pub mod whatsapp;

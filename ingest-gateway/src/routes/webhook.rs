@@ -14,10 +14,10 @@ use utoipa_axum::routes;
 
 use crate::error::{ApiError, DetailBody, ValidationErrorBody};
 use crate::ingest::{self, Message, Sender, StatusBody};
-use crate::sources::Source;
-use crate::sources::client::ClientAddr;
 use crate::metrics::SenderMetrics;
 use crate::observe::{RequestId, TraceParent};
+use crate::sources::Source;
+use crate::sources::client::ClientAddr;
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {

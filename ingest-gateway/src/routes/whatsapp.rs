@@ -16,10 +16,10 @@ use utoipa_axum::routes;
 
 use crate::error::{ApiError, DetailBody, ValidationErrorBody};
 use crate::ingest::{self, Message, Sender, StatusBody};
-use crate::sources::client::ClientAddr;
-use crate::sources::{Source, WHATSAPP_ID};
 use crate::metrics::SenderMetrics;
 use crate::observe::{RequestId, TraceParent};
+use crate::sources::client::ClientAddr;
+use crate::sources::{Source, WHATSAPP_ID};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -66,7 +66,10 @@ async fn handshake(
 }
 
 /// Meta's handshake for a source of kind `whatsapp`, under its `verify_token`.
-pub(crate) fn answer_handshake(source: &Source, handshake: Handshake) -> Result<Response, ApiError> {
+pub(crate) fn answer_handshake(
+    source: &Source,
+    handshake: Handshake,
+) -> Result<Response, ApiError> {
     if source.kind != crate::sources::Kind::WhatsApp {
         return Err(ApiError::MethodNotAllowed);
     }

@@ -71,10 +71,20 @@ mod tests {
     #[test]
     fn forwarded_for_counts_only_behind_a_trusted_proxy() {
         let trusted = vec!["10.0.0.0/8".parse().unwrap()];
-        assert_eq!(resolve(ip("192.0.2.1"), "198.51.100.7", &trusted), ip("192.0.2.1"));
-        assert_eq!(resolve(ip("10.0.0.1"), "198.51.100.7", &trusted), ip("198.51.100.7"));
         assert_eq!(
-            resolve(ip("10.0.0.1"), "203.0.113.9, 198.51.100.7, 10.0.0.2", &trusted),
+            resolve(ip("192.0.2.1"), "198.51.100.7", &trusted),
+            ip("192.0.2.1")
+        );
+        assert_eq!(
+            resolve(ip("10.0.0.1"), "198.51.100.7", &trusted),
+            ip("198.51.100.7")
+        );
+        assert_eq!(
+            resolve(
+                ip("10.0.0.1"),
+                "203.0.113.9, 198.51.100.7, 10.0.0.2",
+                &trusted
+            ),
             ip("198.51.100.7")
         );
         assert_eq!(resolve(ip("10.0.0.1"), "", &trusted), ip("10.0.0.1"));

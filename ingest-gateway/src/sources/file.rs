@@ -57,10 +57,7 @@ pub(super) fn read(path: &Path, config: &Config) -> Result<Vec<Source>, ConfigEr
     let file: File =
         toml::from_str(&text).map_err(|e| invalid(format!("{}: {e}", path.display())))?;
     if file.source.is_empty() {
-        return Err(invalid(format!(
-            "{}: no [[source]] entry",
-            path.display()
-        )));
+        return Err(invalid(format!("{}: no [[source]] entry", path.display())));
     }
     let folder = path.parent().unwrap_or(Path::new("."));
     let mut seen = HashSet::new();
@@ -105,8 +102,12 @@ fn check(entry: Entry, index: usize, folder: &Path, config: &Config) -> Result<S
     let mut keys = entry.secrets;
     for file in &entry.secrets_file {
         let path = folder.join(file);
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| field("secrets_file", format!("cannot read {}: {e}", path.display())))?;
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            field(
+                "secrets_file",
+                format!("cannot read {}: {e}", path.display()),
+            )
+        })?;
         keys.extend(text.lines().map(str::to_owned));
     }
     let keys: Vec<String> = keys
@@ -143,8 +144,9 @@ fn check(entry: Entry, index: usize, folder: &Path, config: &Config) -> Result<S
                 .ok_or_else(|| field("rate_per_sec", "must be at least 1".into()))?;
             let burst = match burst {
                 None => rate,
-                Some(b) => NonZeroU32::new(b)
-                    .ok_or_else(|| field("burst", "must be at least 1".into()))?,
+                Some(b) => {
+                    NonZeroU32::new(b).ok_or_else(|| field("burst", "must be at least 1".into()))?
+                }
             };
             Some(Limit {
                 rate_per_sec: rate,

@@ -86,9 +86,7 @@ impl LiveSources {
 fn signal_hangup() -> tokio::sync::mpsc::Receiver<()> {
     let (tx, rx) = tokio::sync::mpsc::channel(1);
     #[cfg(unix)]
-    if let Ok(mut signal) =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-    {
+    if let Ok(mut signal) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
         tokio::spawn(async move {
             while signal.recv().await.is_some() {
                 if tx.send(()).await.is_err() {

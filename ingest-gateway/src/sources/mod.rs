@@ -146,8 +146,8 @@ impl Source {
 
     fn with_limit(mut self, limit: Option<Limit>) -> Self {
         self.limit = limit;
-        self.bucket =
-            limit.map(|l| RateLimiter::direct(Quota::per_second(l.rate_per_sec).allow_burst(l.burst)));
+        self.bucket = limit
+            .map(|l| RateLimiter::direct(Quota::per_second(l.rate_per_sec).allow_burst(l.burst)));
         self
     }
 
@@ -219,7 +219,9 @@ impl Sources {
     /// The set the configuration names: `SOURCES_FILE`'s, or the built-in two.
     pub fn load(config: &Config, previous: Option<&Sources>) -> Result<Self, ConfigError> {
         match &config.sources_file {
-            Some(path) => file::read(path, config).map(|list| Self::from_list(list, true, previous)),
+            Some(path) => {
+                file::read(path, config).map(|list| Self::from_list(list, true, previous))
+            }
             None => Ok(Self::from_list(builtins(config), false, previous)),
         }
     }
