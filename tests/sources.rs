@@ -1,5 +1,7 @@
 //! Sources (`SOURCES_FILE`): each source's own keys, its 404 for an unknown id, its rate limit
 //! and allowlist, the file's checks at start, reload without a request lost, and the admin view.
+//! Longer than most test files: one scenario per part of the issue, each with the source file it
+//! runs on, read best side by side.
 
 use std::collections::HashMap;
 use std::path::Path;
