@@ -26,10 +26,6 @@ pub struct Config {
     pub whatsapp_verify_token: Option<SecretString>,
     /// Meta app secret(s) for `X-Hub-Signature-256`; unset, every WhatsApp POST is 401.
     pub whatsapp_secrets: WebhookSecrets,
-    /// Whether `SOURCES_FILE` is set: the read API then names each message's source (`source` in
-    /// `/messages` items, the export's lines and a CSV column); unset, its answers keep the
-    /// shape they had before sources.
-    pub sources_configured: bool,
     /// Bearer tokens for the read API; empty, it is open.
     pub read_tokens: Tokens,
     /// Bearer tokens for `/admin/*`; empty, those routes do not exist (404).
@@ -77,10 +73,18 @@ pub struct Config {
     /// Most bytes of header names and values in one request (431 above).
     pub max_header_bytes: usize,
     pub log_level: String,
+    /// `SOURCES_FILE`: the senders' file; unset, the built-in `default` and `whatsapp`. Set, the
+    /// read API also names each message's source (`source` in `/messages` items, the export's
+    /// lines and a CSV column); unset, its answers keep the shape they had before sources.
+    pub sources_file: Option<std::path::PathBuf>,
+    /// The sources read at start-up (sources/); reloads replace the gateway's own copy.
+    pub sources: std::sync::Arc<crate::sources::Sources>,
+    /// `TRUSTED_PROXIES`: peers whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
-/// Whether `SOURCES_FILE` names a file (unset or empty: no sources file).
-fn sources_file_set(env: &dyn Env) -> bool {
+/// `SOURCES_FILE`, when it names a file (unset or empty: none); `--help` shows it unset.
+fn sources_file(env: &dyn Env) -> Option<std::path::PathBuf> {
     env.describe(VarDoc {
         name: "SOURCES_FILE".to_owned(),
         default: None,
@@ -88,15 +92,21 @@ fn sources_file_set(env: &dyn Env) -> bool {
         secret: false,
     });
     env.get("SOURCES_FILE")
-        .is_some_and(|path| !path.trim().is_empty())
+        .filter(|path| !path.trim().is_empty())
+        .map(std::path::PathBuf::from)
 }
 
 impl Config {
+    /// Whether senders come from `SOURCES_FILE`, so that reads name each message's source.
+    pub fn sources_configured(&self) -> bool {
+        self.sources_file.is_some()
+    }
+
     pub fn from_env(env: &dyn Env) -> Result<Self, ConfigError> {
         let database_url = string_or(env, "DATABASE_URL", DEFAULT_DATABASE_URL);
         let webhook_secret = secret(env, "WEBHOOK_SECRET");
         let webhook_secret = webhook_secret.as_ref().map_or("", |s| s.expose_secret());
-        Ok(Self {
+        let mut config = Self {
             addr: parse_or(env, "GATEWAY_ADDR", SocketAddr::from(([0, 0, 0, 0], 8000)))?,
             secrets: WebhookSecrets::from_list(webhook_secret),
             standard_secrets: WebhookSecrets::from_standard_list(webhook_secret),
@@ -114,7 +124,6 @@ impl Config {
                     .as_ref()
                     .map_or("", |s| s.expose_secret()),
             ),
-            sources_configured: sources_file_set(env),
             read_tokens: tokens(env, "READ_TOKENS"),
             admin_tokens: tokens(env, "ADMIN_TOKENS"),
             database_read_url: SecretUrl::new(string_or_var(
@@ -174,7 +183,12 @@ impl Config {
             max_headers: parse_in_range(env, "MAX_HEADERS", 100, 8..=1000)?,
             max_header_bytes: parse_in_range(env, "MAX_HEADER_BYTES", 16 << 10, 1024..=256 << 10)?,
             log_level: string_or(env, "LOG_LEVEL", "info"),
-        })
+            sources_file: sources_file(env),
+            sources: Default::default(),
+            trusted_proxies: trusted_proxies(&string_or(env, "TRUSTED_PROXIES", ""))?,
+        };
+        config.sources = std::sync::Arc::new(crate::sources::Sources::load(&config, None)?);
+        Ok(config)
     }
 }
 
@@ -215,6 +229,20 @@ impl Schemes {
         }
         Ok(schemes)
     }
+}
+
+/// Comma-separated CIDRs (or bare addresses).
+fn trusted_proxies(list: &str) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(|c| {
+            crate::sources::parse_cidr(c).ok_or_else(|| ConfigError::Invalid {
+                name: "TRUSTED_PROXIES",
+                reason: format!("{c:?} is not a CIDR"),
+            })
+        })
+        .collect()
 }
 
 /// A bearer token list (`READ_TOKENS`, `ADMIN_TOKENS`), read as a secret.

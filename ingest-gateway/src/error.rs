@@ -48,6 +48,12 @@ pub enum ApiError {
     DuplicateWindow { retry_after_secs: u64 },
     #[error("method not allowed")]
     MethodNotAllowed,
+    #[error("no such source")]
+    UnknownSource,
+    #[error("client address not allowed for this source")]
+    AddressNotAllowed,
+    #[error("rate limit of this source exceeded")]
+    RateLimited { retry_after_secs: u64 },
 }
 
 impl ApiError {
@@ -58,6 +64,8 @@ impl ApiError {
             ApiError::InvalidSignature | ApiError::Forbidden => "invalid_signature",
             ApiError::StaleTimestamp => "stale_timestamp",
             ApiError::Unavailable { .. } => "unavailable",
+            ApiError::AddressNotAllowed => "forbidden",
+            ApiError::RateLimited { .. } => "rate_limited",
             ApiError::Internal
             | ApiError::Validation(_)
             | ApiError::UnsupportedMediaType
@@ -68,7 +76,8 @@ impl ApiError {
             | ApiError::MessageNotFound
             | ApiError::TooManyExports { .. }
             | ApiError::DuplicateWindow { .. }
-            | ApiError::MethodNotAllowed => "validation_error",
+            | ApiError::MethodNotAllowed
+            | ApiError::UnknownSource => "validation_error",
         }
     }
 }
@@ -159,6 +168,15 @@ impl IntoResponse for ApiError {
             ApiError::MethodNotAllowed => {
                 (StatusCode::METHOD_NOT_ALLOWED, json!("Method Not Allowed"))
             }
+            ApiError::UnknownSource => (StatusCode::NOT_FOUND, json!("unknown source")),
+            ApiError::AddressNotAllowed => (
+                StatusCode::FORBIDDEN,
+                json!("client address not allowed for this source"),
+            ),
+            ApiError::RateLimited { .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                json!("rate limit of this source exceeded, retry later"),
+            ),
         };
         let mut response = (status, Json(json!({ "detail": detail }))).into_response();
         // The body was not read to its end, so the server closes the connection after this
@@ -180,7 +198,8 @@ impl IntoResponse for ApiError {
             retry_after_secs, ..
         }
         | ApiError::DuplicateWindow { retry_after_secs }
-        | ApiError::TooManyExports { retry_after_secs } = self
+        | ApiError::TooManyExports { retry_after_secs }
+        | ApiError::RateLimited { retry_after_secs } = self
         {
             response
                 .headers_mut()

@@ -20,6 +20,7 @@ mod readiness;
 mod replica;
 mod routes;
 mod serve;
+mod sources;
 mod state;
 
 use std::future::Future;
@@ -115,7 +116,10 @@ impl Application {
             config.read_consistency_timeout,
             background.clone(),
         );
+        let sources = sources::live::LiveSources::new(&config);
+        sources.clone().watch(background.clone());
         let state = AppState::new(Inner {
+            sources,
             subject: config.nats.subject.clone().into(),
             exports: std::sync::Arc::new(tokio::sync::Semaphore::new(
                 config.max_concurrent_exports,
@@ -178,6 +182,7 @@ fn router(state: AppState) -> Router {
     let (api, documented) = OpenApiRouter::new()
         .merge(routes::webhook::router())
         .merge(routes::whatsapp::router())
+        .merge(routes::sources::router())
         .merge(reads(state.clone()))
         .merge(admin(state.clone()))
         .split_for_parts();
@@ -203,6 +208,11 @@ fn router(state: AppState) -> Router {
             overload::header_guard,
         ))
         .layer(axum::middleware::from_fn(observe::observe))
+        // Outside the access log, which logs the address it settles on.
+        .layer(axum::middleware::from_fn_with_state(
+            std::sync::Arc::new(state.config.trusted_proxies.clone()),
+            sources::client::layer,
+        ))
         .with_state(state)
 }
 
@@ -227,6 +237,7 @@ fn reads(state: AppState) -> OpenApiRouter<AppState> {
 fn admin(state: AppState) -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .merge(routes::dead_letters::router())
+        .merge(routes::sources::admin_router())
         .route_layer(axum::middleware::from_fn_with_state(
             state,
             access::require_admin,

@@ -91,9 +91,32 @@ const EXPORT_ROWS: Metric = Metric::new_counter(
     "Rows written by streamed GET /messages exports, by format",
 )
 .labels(&["format"]);
+const SOURCE_REQUESTS: Metric = Metric::new_counter(
+    "source_requests_total",
+    "Accept-path requests of each configured source, by how they ended",
+)
+.labels(&["source", "result"]);
+const SOURCES_RELOAD: Metric = Metric::new_counter(
+    "sources_reload_total",
+    "Reloads of SOURCES_FILE: ok (the new set is in use) or invalid (the old set is kept)",
+)
+.labels(&["result"]);
+
+/// Every `result` of `source_requests_total`.
+pub const SOURCE_RESULTS: [&str; 9] = [
+    "created",
+    "duplicate",
+    "invalid_signature",
+    "stale_timestamp",
+    "validation_error",
+    "too_large",
+    "unavailable",
+    "rate_limited",
+    "forbidden",
+];
 
 /// Every metric of the gateway but those of its sender endpoints.
-const TABLE: [&Metric; 16] = [
+const TABLE: [&Metric; 18] = [
     &HTTP_REQUESTS,
     &IN_FLIGHT,
     &REQUEST_LATENCY,
@@ -110,6 +133,8 @@ const TABLE: [&Metric; 16] = [
     &SIGNATURE_KEY_SLOT,
     &EXPORTS_IN_PROGRESS,
     &EXPORT_ROWS,
+    &SOURCE_REQUESTS,
+    &SOURCES_RELOAD,
 ];
 
 const SHED_REASONS: [&str; 3] = ["overloaded", "timeout", "other"];
@@ -185,6 +210,33 @@ pub fn register(config: &Config, senders: &[&SenderMetrics]) {
     for format in [Format::Ndjson, Format::Csv] {
         EXPORT_ROWS.register(&[format.name()]);
     }
+    register_sources(&config.sources);
+    for result in ["ok", "invalid"] {
+        SOURCES_RELOAD.register(&[result]);
+    }
+}
+
+/// The series of every source of a set, at 0 until counted.
+pub fn register_sources(sources: &crate::sources::Sources) {
+    for source in sources.iter() {
+        for result in SOURCE_RESULTS {
+            SOURCE_REQUESTS.register(&[&source.id, result]);
+        }
+    }
+}
+
+/// One accept-path request of a configured source (never an unknown id: that is a 404 before).
+pub fn source_request(source: &str, result: &'static str) {
+    let result = if SOURCE_RESULTS.contains(&result) {
+        result
+    } else {
+        "validation_error"
+    };
+    SOURCE_REQUESTS.counter(&[source, result]).increment(1);
+}
+
+pub fn sources_reload(result: &'static str) {
+    SOURCES_RELOAD.counter(&[result]).increment(1);
 }
 
 /// Counts an export in `exports_in_progress` for as long as it lives, also when the client
@@ -293,6 +345,10 @@ pub fn signature_key_slot(sender: &SenderMetrics, slot: usize) {
 /// A sender request, by how it ended. Only documented label values (see
 /// [`SenderMetrics::results`]).
 pub fn sender_request(sender: &SenderMetrics, result: &'static str) {
+    // Counted per source only (`source_requests_total`): the older series keep their values.
+    if matches!(result, "rate_limited" | "forbidden") {
+        return;
+    }
     let result = if sender.results.contains(&result) {
         result
     } else {

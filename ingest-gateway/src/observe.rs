@@ -34,6 +34,8 @@ impl TraceParent {
 /// What `/webhook` did, put in the response's extensions for the access log.
 #[derive(Debug, Clone, Default)]
 pub struct WebhookOutcome {
+    /// The source's id (bounded by the configured set).
+    pub source: Option<String>,
     pub message_id: Option<String>,
     pub dup: bool,
     pub result: &'static str,
@@ -76,6 +78,10 @@ pub async fn observe(mut request: Request, next: Next) -> Response {
     );
     let trace_id = trace_parent.trace_id().map(str::to_owned);
     let method = request.method().clone();
+    let client_addr = request
+        .extensions()
+        .get::<crate::sources::client::ClientAddr>()
+        .map(|c| c.0);
     // Never the query string: callers put tokens there.
     let path = request.uri().path().to_owned();
     request
@@ -106,6 +112,8 @@ pub async fn observe(mut request: Request, next: Next) -> Response {
             status,
             latency_ms,
             trace_id = trace_id.as_deref(),
+            client_addr = client_addr.map(tracing::field::display),
+            source = outcome.source.as_deref(),
             message_id = outcome.message_id.as_deref(),
             dup = outcome.dup,
             result = outcome.result,
@@ -118,6 +126,7 @@ pub async fn observe(mut request: Request, next: Next) -> Response {
             status,
             latency_ms,
             trace_id = trace_id.as_deref(),
+            client_addr = client_addr.map(tracing::field::display),
             "request"
         ),
     }

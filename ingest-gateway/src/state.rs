@@ -26,6 +26,8 @@ pub struct Inner {
     pub watermark: crate::consistency::Watermark,
     /// One permit per export in progress (`MAX_CONCURRENT_EXPORTS`).
     pub exports: Arc<tokio::sync::Semaphore>,
+    /// The sources in use, swapped whole on reload (sources/live.rs).
+    pub sources: Arc<crate::sources::live::LiveSources>,
     /// Where exports encode their rows (read/encode_thread.rs).
     pub encode_thread: crate::read::encode_thread::EncodeThread,
 }

@@ -33,6 +33,15 @@ impl WebhookSecrets {
         Self { keys }
     }
 
+    /// Keys given one by one (a sources file lists them, and a key may hold a comma).
+    pub fn from_keys<'a>(keys: impl IntoIterator<Item = &'a [u8]>) -> Self {
+        let keys = keys
+            .into_iter()
+            .map(|k| HmacSha256::new_from_slice(k).expect("HMAC takes any key length"))
+            .collect();
+        Self { keys }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }

@@ -17,10 +17,10 @@ use serde::Serialize;
 use tracing::Instrument;
 use utoipa::ToSchema;
 
-use crate::Config;
 use crate::error::ApiError;
 use crate::metrics::{self, SenderMetrics};
 use crate::observe::{RequestId, TraceParent, WebhookOutcome};
+use crate::sources::Source;
 use crate::state::AppState;
 
 pub use signature::{hub_signature, webhook_signature};
@@ -31,7 +31,7 @@ pub trait Sender {
     const METRICS: &'static SenderMetrics;
 
     /// Checks the signature over the raw body; the position of the key that matched.
-    fn verify(config: &Config, headers: &HeaderMap, body: &[u8]) -> Result<usize, ApiError>;
+    fn verify(source: &Source, headers: &HeaderMap, body: &[u8]) -> Result<usize, ApiError>;
 
     /// The messages of a verified JSON body, each published on its own.
     fn unpack(body: Bytes) -> Result<Vec<Message>, ApiError>;
@@ -71,23 +71,32 @@ pub(crate) struct Correlation<'a> {
     pub(crate) trace_parent: Option<&'a str>,
 }
 
+/// What a request arrived as: the source whose path it came on, and the client's address.
+pub struct Arrival<'a> {
+    pub source: &'a Source,
+    pub client: Option<std::net::IpAddr>,
+}
+
 /// Runs every step for one request and answers: `ok`, or the error's own response. The request
 /// is counted by how it ended and the outcome is left on the response for the access log.
-/// `source` is the id of the source the endpoint serves, stored with each message.
 pub async fn receive<S: Sender>(
     state: &AppState,
-    source: &str,
+    arrival: Arrival<'_>,
     request_id: &RequestId,
     trace_parent: &TraceParent,
     headers: &HeaderMap,
     body: Body,
 ) -> Response {
-    let mut outcome = WebhookOutcome::default();
+    let source = arrival.source;
+    let mut outcome = WebhookOutcome {
+        source: Some(source.id.clone()),
+        ..WebhookOutcome::default()
+    };
     let ids = Correlation {
         request_id: &request_id.0,
         trace_parent: trace_parent.0.as_deref(),
     };
-    let result = steps::<S>(state, source, ids, headers, body, &mut outcome)
+    let result = steps::<S>(state, arrival, ids, headers, body, &mut outcome)
         .instrument(S::span())
         .await;
     let mut response = match result {
@@ -105,24 +114,35 @@ pub async fn receive<S: Sender>(
         }
     };
     metrics::sender_request(S::METRICS, outcome.result);
+    metrics::source_request(&source.id, outcome.result);
+    source.counters.count(outcome.result);
     response.extensions_mut().insert(outcome);
     response
 }
 
 async fn steps<S: Sender>(
     state: &AppState,
-    source: &str,
+    arrival: Arrival<'_>,
     ids: Correlation<'_>,
     headers: &HeaderMap,
     body: Body,
     outcome: &mut WebhookOutcome,
 ) -> Result<(), ApiError> {
     let received_at = publish::unix_micros();
-    let config = &state.config;
-    let body = body::read(headers, body, config.max_body_bytes, config.body_timeout).await?;
+    let source = arrival.source;
+    // Before the body is read: a client from elsewhere, or past its bucket, costs nothing more.
+    source.admit(arrival.client)?;
+    source.take_token()?;
+    let body = body::read(
+        headers,
+        body,
+        source.max_body_bytes,
+        state.config.body_timeout,
+    )
+    .await?;
 
     // Before parsing: a forged request learns nothing about the schema.
-    let slot = S::verify(config, headers, &body)?;
+    let slot = S::verify(source, headers, &body)?;
     metrics::signature_key_slot(S::METRICS, slot);
 
     if !body::is_json(headers) {
@@ -144,7 +164,7 @@ async fn steps<S: Sender>(
     let acks = futures::future::join_all(
         messages
             .iter()
-            .map(|m| publish::publish(state, source, &m.id, ids, received_at, m.body.clone())),
+            .map(|m| publish::publish(state, &source.id, &m.id, ids, received_at, m.body.clone())),
     )
     .await;
     let mut duplicates = 0;

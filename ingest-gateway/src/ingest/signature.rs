@@ -5,13 +5,14 @@ use axum::http::HeaderMap;
 use ingest_shared::signature::{StandardWebhookError, StandardWebhookHeaders};
 
 use super::publish::unix_micros;
-use crate::Config;
 use crate::error::ApiError;
+use crate::sources::Source;
 
-/// Every scheme `/webhook` accepts (`WEBHOOK_SCHEMES`): Standard Webhooks when its headers are
-/// present and the scheme is on, else `X-Signature`.
+/// Every scheme the source accepts (`WEBHOOK_SCHEMES` for the built-in `default`, its kind for
+/// a file's source): Standard Webhooks when its headers are present and the scheme is on, else
+/// `X-Signature`.
 pub fn webhook_signature(
-    config: &Config,
+    config: &Source,
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<usize, ApiError> {
@@ -39,10 +40,10 @@ pub fn webhook_signature(
     }
 }
 
-/// Meta's `X-Hub-Signature-256` under `WHATSAPP_APP_SECRET`.
-pub fn hub_signature(config: &Config, headers: &HeaderMap, body: &[u8]) -> Result<usize, ApiError> {
-    config
-        .whatsapp_secrets
+/// Meta's `X-Hub-Signature-256` under the source's keys (`WHATSAPP_APP_SECRET` built in).
+pub fn hub_signature(source: &Source, headers: &HeaderMap, body: &[u8]) -> Result<usize, ApiError> {
+    source
+        .secrets
         .verify(
             body,
             headers.get("x-hub-signature-256").map(|v| v.as_bytes()),

@@ -34,7 +34,7 @@ pub fn respond(state: &AppState, db: PgPool, params: Params) -> Result<Response,
         params,
         state.config.export_batch_rows,
         state.config.export_rows_per_sec,
-        state.config.sources_configured,
+        state.config.sources_configured(),
         state.encode_thread.clone(),
         permit,
     );

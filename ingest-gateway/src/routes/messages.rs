@@ -165,7 +165,7 @@ pub async fn list(
             ts: ts_raw,
             text: row.text,
             msg_type: row.msg_type,
-            source: state.config.sources_configured.then_some(row.source),
+            source: state.config.sources_configured().then_some(row.source),
         });
     }
     let next_cursor = if data.len() as i64 > params.limit {
@@ -245,7 +245,7 @@ pub async fn one(
             ts: row.ts_raw,
             text: row.text,
             msg_type: row.msg_type,
-            source: state.config.sources_configured.then_some(row.source),
+            source: state.config.sources_configured().then_some(row.source),
         },
         raw: row.raw.map(|r| r.0),
     }))

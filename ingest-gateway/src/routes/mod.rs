@@ -1,6 +1,7 @@
 pub mod dead_letters;
 pub mod export;
 pub mod messages;
+pub mod sources;
 pub mod stats;
 pub mod ui;
 pub mod webhook;

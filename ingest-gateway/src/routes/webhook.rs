@@ -12,11 +12,12 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::Config;
 use crate::error::{ApiError, DetailBody, ValidationErrorBody};
 use crate::ingest::{self, Message, Sender, StatusBody};
 use crate::metrics::SenderMetrics;
 use crate::observe::{RequestId, TraceParent};
+use crate::sources::Source;
+use crate::sources::client::ClientAddr;
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -80,14 +81,16 @@ async fn receive(
     State(state): State<AppState>,
     Extension(request_id): Extension<RequestId>,
     Extension(trace_parent): Extension<TraceParent>,
+    client: Option<Extension<ClientAddr>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    ingest::receive::<Webhook>(
+    let client = client.map(|c| c.0.0);
+    super::sources::accept(
         &state,
-        "default",
-        &request_id,
-        &trace_parent,
+        crate::sources::DEFAULT_ID,
+        client,
+        (&request_id, &trace_parent),
         &headers,
         body,
     )
@@ -118,13 +121,13 @@ pub const METRICS: SenderMetrics = SenderMetrics {
 };
 
 /// The body is the message, stored byte for byte.
-struct Webhook;
+pub(crate) struct Webhook;
 
 impl Sender for Webhook {
     const METRICS: &'static SenderMetrics = &METRICS;
 
-    fn verify(config: &Config, headers: &HeaderMap, body: &[u8]) -> Result<usize, ApiError> {
-        ingest::webhook_signature(config, headers, body)
+    fn verify(source: &Source, headers: &HeaderMap, body: &[u8]) -> Result<usize, ApiError> {
+        ingest::webhook_signature(source, headers, body)
     }
 
     fn unpack(body: Bytes) -> Result<Vec<Message>, ApiError> {

@@ -14,11 +14,12 @@ use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::Config;
 use crate::error::{ApiError, DetailBody, ValidationErrorBody};
 use crate::ingest::{self, Message, Sender, StatusBody};
 use crate::metrics::SenderMetrics;
 use crate::observe::{RequestId, TraceParent};
+use crate::sources::client::ClientAddr;
+use crate::sources::{Source, WHATSAPP_ID};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -28,7 +29,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 const MAX_CHALLENGE_LEN: usize = 256;
 
 #[derive(Deserialize)]
-struct Handshake {
+pub(crate) struct Handshake {
     #[serde(rename = "hub.mode")]
     mode: Option<String>,
     #[serde(rename = "hub.verify_token")]
@@ -57,13 +58,22 @@ struct Handshake {
 // (Not a doc comment: that would become the operation's description in the OpenAPI document.)
 async fn handshake(
     State(state): State<AppState>,
-    Query(handshake): Query<Handshake>,
+    Query(query): Query<Handshake>,
 ) -> Result<Response, ApiError> {
-    let expected = state
-        .config
-        .whatsapp_verify_token
-        .as_ref()
-        .ok_or(ApiError::Forbidden)?;
+    let sources = state.sources.load();
+    let source = sources.get(WHATSAPP_ID).ok_or(ApiError::UnknownSource)?;
+    answer_handshake(source, query)
+}
+
+/// Meta's handshake for a source of kind `whatsapp`, under its `verify_token`.
+pub(crate) fn answer_handshake(
+    source: &Source,
+    handshake: Handshake,
+) -> Result<Response, ApiError> {
+    if source.kind != crate::sources::Kind::WhatsApp {
+        return Err(ApiError::MethodNotAllowed);
+    }
+    let expected = source.verify_token.as_ref().ok_or(ApiError::Forbidden)?;
     match (
         handshake.mode.as_deref(),
         handshake.verify_token,
@@ -118,14 +128,16 @@ async fn receive(
     State(state): State<AppState>,
     Extension(request_id): Extension<RequestId>,
     Extension(trace_parent): Extension<TraceParent>,
+    client: Option<Extension<ClientAddr>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    ingest::receive::<WhatsApp>(
+    let client = client.map(|c| c.0.0);
+    super::sources::accept(
         &state,
-        "whatsapp",
-        &request_id,
-        &trace_parent,
+        WHATSAPP_ID,
+        client,
+        (&request_id, &trace_parent),
         &headers,
         body,
     )
@@ -168,13 +180,13 @@ pub const METRICS: SenderMetrics = SenderMetrics {
 
 /// Meta's notification envelope: every chat message in it is stored on its own; delivery
 /// statuses are counted, not stored.
-struct WhatsApp;
+pub(crate) struct WhatsApp;
 
 impl Sender for WhatsApp {
     const METRICS: &'static SenderMetrics = &METRICS;
 
-    fn verify(config: &Config, headers: &HeaderMap, body: &[u8]) -> Result<usize, ApiError> {
-        ingest::hub_signature(config, headers, body)
+    fn verify(source: &Source, headers: &HeaderMap, body: &[u8]) -> Result<usize, ApiError> {
+        ingest::hub_signature(source, headers, body)
     }
 
     fn unpack(body: Bytes) -> Result<Vec<Message>, ApiError> {
