@@ -2,6 +2,8 @@
 //! by the real worker from real JetStream: stored for each built-in endpoint, returned only when
 //! the gateway has `SOURCES_FILE`, filtered by `?source=` on the page, its total, the export
 //! and the time series, and kept by a dead letter and the redrive that stores it.
+//! Longer than most test files: its tests share the sources file and the two gateways' set-up,
+//! and one source path, from the post to the stored row, reads best in one place.
 
 use std::time::Duration;
 
@@ -357,6 +359,29 @@ async fn a_dead_letter_keeps_its_source_and_its_redrive_stores_it() {
     )
     .await;
     assert_eq!((status, &one["source"]), (200, &json!("default")), "{one}");
+    let document: Value = env
+        .http
+        .get(sourced.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let schema = &document["components"]["schemas"]["DeadLetterItem"];
+    assert!(
+        schema["properties"]["source"]["type"]
+            .as_array()
+            .is_some_and(|t| t.contains(&json!("string")) && t.contains(&json!("null"))),
+        "{schema}"
+    );
+    assert!(
+        !schema["required"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("source")),
+        "{schema}"
+    );
     let listed = wait_dead_letters(&env, &plain, 1).await;
     assert!(
         listed[0].get("source").is_none(),
