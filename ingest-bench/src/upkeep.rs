@@ -162,6 +162,7 @@ async fn store_all(
             no_text as &[&str],
             no_text as &[&str],
             no_i32,
+            no_opt as &[Option<&str>],
             no_opt as &[Option<&str>]
         )
         .fetch_all(&mut *tx)

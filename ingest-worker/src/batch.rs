@@ -25,7 +25,8 @@ pub struct Row {
     pub payload: Bytes,
     pub stream_seq: i64,
     /// The source it came in through (the gateway's `X-Source` header); `None` without the
-    /// header (an older gateway, a redriven dead letter), stored as NULL, "not known".
+    /// header (an older gateway, a redriven dead letter whose source was not known), stored as
+    /// NULL, "not known".
     pub source: Option<String>,
     /// Which of the batch's messages it came from.
     index: usize,

@@ -2,7 +2,7 @@
 //! max-deliveries mover (max_deliveries.rs), written by store.rs.
 
 use async_nats::HeaderMap;
-use ingest_shared::REQUEST_ID_HEADER;
+use ingest_shared::{REQUEST_ID_HEADER, SOURCE_HEADER};
 use sha2::{Digest, Sha256};
 
 /// Why a message is a dead letter: the `kind` column of `dead_letters`.
@@ -38,6 +38,8 @@ pub struct DeadLetter {
     pub payload: Vec<u8>,
     pub reason: String,
     pub request_id: Option<String>,
+    /// The source it came in through (the `X-Source` header); `None` without the header.
+    pub source: Option<String>,
 }
 
 impl DeadLetter {
@@ -61,6 +63,11 @@ impl DeadLetter {
             request_id: headers
                 .and_then(|h| h.get(REQUEST_ID_HEADER))
                 .map(|v| v.as_str().to_owned()),
+            source: headers
+                .and_then(|h| h.get(SOURCE_HEADER))
+                .map(|v| v.as_str())
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned),
         }
     }
 }

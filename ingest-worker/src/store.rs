@@ -64,6 +64,7 @@ pub async fn store_batch(
         .iter()
         .map(|d| d.letter.request_id.as_deref())
         .collect();
+    let dead_sources: Vec<Option<&str>> = dead.iter().map(|d| d.letter.source.as_deref()).collect();
     let dead_kinds: Vec<&str> = dead.iter().map(|d| d.letter.kind.as_str()).collect();
     let dead_keys: Vec<&str> = dead.iter().map(|d| d.letter.dedup_key.as_str()).collect();
     let dead_times: Vec<i32> = dead.iter().map(|d| d.times).collect();
@@ -91,7 +92,8 @@ pub async fn store_batch(
         &dead_kinds as &[&str],
         &dead_keys as &[&str],
         &dead_times,
-        &sources as &[Option<&str>]
+        &sources as &[Option<&str>],
+        &dead_sources as &[Option<&str>]
     )
     .fetch_all(&mut *tx)
     .await?;
@@ -229,6 +231,7 @@ mod tests {
             payload: payload.as_bytes().to_vec(),
             reason: "r".into(),
             request_id: None,
+            source: None,
         }
     }
 

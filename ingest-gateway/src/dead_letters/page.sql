@@ -9,7 +9,7 @@
 --
 -- The payload comes along: the caller reads the message id from it, and redrives it.
 SELECT id, kind, dedup_key, reason, request_id, subject, stream_seq, payload,
-       first_seen, last_seen, times
+       first_seen, last_seen, times, source
 FROM dead_letters d
 WHERE dead_letter_matches(d, $1, $2, $3)
   AND ($4::bigint IS NULL OR id > $4)

@@ -49,9 +49,10 @@ async fn publish(
         trace_parent: None,
     };
     let body = Bytes::copy_from_slice(row.payload());
-    // A dead letter does not keep the source it came in through, so the redriven message is
-    // stored without one.
-    publish::publish(state, "", msg_id, ids, publish::unix_micros(), body).await
+    // As the source its bytes came in through, so that the message stored keeps it; a row whose
+    // source is not known is published without one, and its message is stored without one.
+    let source = row.source.as_deref().unwrap_or_default();
+    publish::publish(state, source, msg_id, ids, publish::unix_micros(), body).await
 }
 
 /// What one redrive did; logged, never with the payload.

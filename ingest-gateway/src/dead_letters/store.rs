@@ -21,6 +21,8 @@ pub struct DeadLetterRow {
     pub first_seen: DateTime<Utc>,
     pub last_seen: DateTime<Utc>,
     pub times: i32,
+    /// The source its bytes last came in through; `None` when not known.
+    pub source: Option<String>,
 }
 
 impl DeadLetterRow {

@@ -24,7 +24,7 @@ pub(crate) fn unix_micros() -> u128 {
 /// Publishes the verified bytes with `Nats-Msg-Id = message_id` and waits for JetStream to say
 /// it has stored them. Anything short of a PubAck within the deadline is a 503. `source` is the
 /// id of the source the message came in through, which the worker stores; empty when it is not
-/// known (a redriven dead letter), and then no header is sent and the worker stores none.
+/// known (a redriven dead letter that has none), and then no header is sent and the worker stores none.
 pub(crate) async fn publish(
     state: &AppState,
     source: &str,

@@ -61,6 +61,12 @@ pub struct DeadLetterItem {
     /// How often these bytes were dead-lettered.
     #[schema(example = 1)]
     pub times: i32,
+    /// The id of the source these bytes last came in through (as a message's `source`); null
+    /// when not known (written before sources were recorded, or published by an older gateway).
+    /// Present only when the gateway has `SOURCES_FILE` set, as on `/messages`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, example = "default")]
+    pub source: Option<Option<String>>,
 }
 
 /// One dead letter with its bytes.
@@ -111,7 +117,7 @@ fn timestamp(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
-fn item(row: &DeadLetterRow) -> DeadLetterItem {
+fn item(state: &AppState, row: &DeadLetterRow) -> DeadLetterItem {
     DeadLetterItem {
         id: row.id,
         kind: row.kind.clone(),
@@ -124,6 +130,10 @@ fn item(row: &DeadLetterRow) -> DeadLetterItem {
         first_seen: timestamp(row.first_seen),
         last_seen: timestamp(row.last_seen),
         times: row.times,
+        source: state
+            .config
+            .sources_configured()
+            .then(|| row.source.clone()),
     }
 }
 
@@ -170,7 +180,11 @@ pub async fn list(
         .await
         .map_err(|e| db_error(&state, e))?;
     let more = rows.len() as i64 > params.limit;
-    let data: Vec<_> = rows.iter().take(params.limit as usize).map(item).collect();
+    let data: Vec<_> = rows
+        .iter()
+        .take(params.limit as usize)
+        .map(|row| item(&state, row))
+        .collect();
     let next_cursor = more
         .then(|| data.last().map(|last| params::encode_cursor(last.id)))
         .flatten();
@@ -206,7 +220,7 @@ pub async fn get_one(
         .map_err(|e| db_error(&state, e))?
         .ok_or(ApiError::NotFound)?;
     Ok(Json(DeadLetterDetail {
-        item: item(&row),
+        item: item(&state, &row),
         payload_base64: base64::engine::general_purpose::STANDARD.encode(row.payload()),
     }))
 }

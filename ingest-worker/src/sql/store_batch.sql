@@ -21,6 +21,8 @@
 --   $17 int[]         times: how often the batch holds these bytes
 -- And, with the messages' arrays (last, as it was added last):
 --   $18 text[]        source: the id of the source it came in through (NULL when not known)
+-- And, with the dead letters' arrays (last, as it was added last):
+--   $19 text[]        source: as $18, for the dead letter's delivery
 --
 -- Returns the messages really inserted (`from_msisdn`, `to_msisdn`, `ts`), which the same
 -- transaction then applies to the aggregates (shared/src/read_model/apply_changes.sql).
@@ -40,17 +42,21 @@
 -- worker validated, and the validator refuses what jsonb cannot hold (shared/src/raw.rs).
 --
 -- A dead letter whose bytes are already there (the same payload failing again, redelivered or
--- redriven) updates that row: last seen now, counted again, the latest reason, sequence and
--- request id. `DO UPDATE` cannot touch one row twice in a statement, so the caller sends each
--- payload once (store.rs); sorted by key, so two batches wait for each other in one order here
--- too. A redrive deletes its row only if `times` is unchanged since it read it, so the row
--- survives when its bytes came back meanwhile.
+-- redriven) updates that row: last seen now, counted again, the latest reason, sequence, request
+-- id and source. The latest source rather than the first, so that the row describes one delivery
+-- whole (its request id names the request that brought those bytes through that source), and a
+-- redrive republishes the bytes as the source that last sent them; a redriven row that fails
+-- again arrives with its own source, so a redrive never changes it. `DO UPDATE` cannot touch one
+-- row twice in a statement, so the caller sends each payload once (store.rs: the batch's last
+-- occurrence, the latest here too); sorted by key, so two batches wait for each other in one
+-- order here too. A redrive deletes its row only if `times` is unchanged since it read it, so the
+-- row survives when its bytes came back meanwhile.
 WITH dead AS (
     INSERT INTO dead_letters AS d
-        (stream_seq, subject, payload, reason, request_id, kind, dedup_key, times)
+        (stream_seq, subject, payload, reason, request_id, kind, dedup_key, times, source)
     SELECT * FROM UNNEST($10::bigint[], $11::text[], $12::bytea[], $13::text[], $14::text[],
-                         $15::text[], $16::text[], $17::int[]) AS u(seq, subject, payload, reason,
-                                                                   request_id, kind, dedup_key)
+                         $15::text[], $16::text[], $17::int[], $19::text[])
+         AS u(seq, subject, payload, reason, request_id, kind, dedup_key, times, source)
     ORDER BY u.dedup_key
     ON CONFLICT (dedup_key) DO UPDATE SET
         last_seen = now(),
@@ -59,7 +65,8 @@ WITH dead AS (
         reason = EXCLUDED.reason,
         subject = EXCLUDED.subject,
         stream_seq = EXCLUDED.stream_seq,
-        request_id = EXCLUDED.request_id
+        request_id = EXCLUDED.request_id,
+        source = EXCLUDED.source
 ),
 batch AS (
     SELECT DISTINCT ON (u.message_id) u.*
