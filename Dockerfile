@@ -11,7 +11,7 @@
 # is cached until Cargo.toml or Cargo.lock change; editing a source file rebuilds only the
 # workspace crates.
 
-ARG RUST_VERSION=1.95
+ARG RUST_VERSION=1.95.0
 ARG CARGO_CHEF_VERSION=0.1.78
 
 FROM rust:${RUST_VERSION}-slim-bookworm AS chef
