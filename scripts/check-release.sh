@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Checks scripts/release.sh on a throwaway clone of the committed tree (with the working copy's
+# Checks that rust-toolchain.toml, the Dockerfile and Cargo.toml name one toolchain, then
+# scripts/release.sh on a throwaway clone of the committed tree (with the working copy's
 # release.sh): --dry-run prints every step and changes nothing; a dirty tree, an empty
 # [Unreleased] section, a lower version and an existing tag are refused before any change; a real
 # run with --no-image bumps the version (Cargo.toml and Cargo.lock), writes the changelog section,
@@ -7,6 +8,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+
+# One toolchain: rust-toolchain.toml's channel, the Dockerfile's RUST_VERSION, and Cargo.toml's
+# rust-version (its major.minor).
+channel=$(sed -n 's/^channel = "\(.*\)"/\1/p' rust-toolchain.toml)
+docker_rust=$(sed -n 's/^ARG RUST_VERSION=//p' Dockerfile)
+msrv=$(sed -n 's/^rust-version = "\(.*\)"/\1/p' Cargo.toml)
+[[ -n $channel && $channel == "$docker_rust" && ${channel%.*} == "$msrv" ]] || {
+  echo "[release-check] FAIL: rust-toolchain.toml ($channel), the Dockerfile's RUST_VERSION" \
+    "($docker_rust) and Cargo.toml's rust-version ($msrv) name different toolchains" >&2
+  exit 1
+}
 
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
