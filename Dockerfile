@@ -11,7 +11,7 @@
 # is cached until Cargo.toml or Cargo.lock change; editing a source file rebuilds only the
 # workspace crates.
 
-ARG RUST_VERSION=1.95
+ARG RUST_VERSION=1.95.0
 ARG CARGO_CHEF_VERSION=0.1.78
 
 FROM rust:${RUST_VERSION}-slim-bookworm AS chef
@@ -45,12 +45,25 @@ COPY ingest-worker ingest-worker
 COPY healthcheck healthcheck
 COPY migrations migrations
 COPY tests tests
+# The commit, for build_info and --version (shared/build.rs reads it: the context has no .git).
+# Declared after the dependency layers, so a new commit does not rebuild them.
+ARG INGEST_GIT_SHA
 RUN cargo build --release --locked \
     --bin ingest-gateway --bin ingest-worker --bin ingest-healthcheck
 
 # glibc and libgcc (what a Rust binary links), CA certificates, no shell, no package manager;
 # the :nonroot tag runs as uid 65532. TLS is rustls, so no OpenSSL either.
 FROM gcr.io/distroless/cc-debian12:nonroot AS runtime
+# OCI labels: which version and commit the image holds, and where its source is
+# (scripts/release.sh passes all three).
+ARG INGEST_VERSION=unknown
+ARG INGEST_GIT_SHA=unknown
+ARG IMAGE_SOURCE=""
+LABEL org.opencontainers.image.title="ingest-webhooks" \
+      org.opencontainers.image.licenses="MIT" \
+      org.opencontainers.image.version="${INGEST_VERSION}" \
+      org.opencontainers.image.revision="${INGEST_GIT_SHA}" \
+      org.opencontainers.image.source="${IMAGE_SOURCE}"
 COPY --from=builder /app/target/release/ingest-gateway /usr/local/bin/ingest-gateway
 COPY --from=builder /app/target/release/ingest-worker /usr/local/bin/ingest-worker
 COPY --from=builder /app/target/release/ingest-healthcheck /usr/local/bin/ingest-healthcheck

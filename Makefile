@@ -1,5 +1,5 @@
 # Shortcuts; each target is one documented command. Docker targets need Docker with Compose v2.
-.PHONY: up down destroy logs ps test run bench fmt lint
+.PHONY: up down destroy logs ps test run bench fmt lint release
 
 COMPOSE ?= docker compose
 
@@ -40,6 +40,11 @@ fmt:
 # The lint gate .ci/run runs: rustfmt, clippy with warnings as errors, unused dependencies.
 lint:
 	./scripts/lint.sh
+
+# Cut a release: make release VERSION=X.Y.Z (DRY_RUN=1 prints the steps); see docs/releasing.md.
+release:
+	@test -n "$(VERSION)" || { echo "usage: make release VERSION=X.Y.Z [DRY_RUN=1]"; exit 2; }
+	./scripts/release.sh $(if $(DRY_RUN),--dry-run) $(VERSION)
 
 # A first .env: the example with fresh random secrets (hex, so it is safe inside DATABASE_URL).
 # Never overwrites an existing .env.

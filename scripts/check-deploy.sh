@@ -24,3 +24,6 @@ if command -v promtool >/dev/null; then
 else
   echo "[deploy] promtool not installed (apt-get install prometheus): Prometheus files not checked" >&2
 fi
+
+echo "[deploy] scripts/release.sh on a throwaway clone (scripts/check-release.sh)" >&2
+scripts/check-release.sh

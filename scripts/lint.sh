@@ -21,3 +21,23 @@ command -v cargo-machete >/dev/null || cargo install --locked --debug -q cargo-m
 cargo machete
 echo "[lint] .sqlx/ up to date (scripts/sqlx-prepare.sh --check)" >&2
 scripts/sqlx-prepare.sh --check
+
+# Supply chain (deny.toml): licenses, bans and sources need only Cargo.lock and the local registry,
+# so they always run. Advisories need the RustSec database, which is cloned from GitHub: when it
+# cannot be fetched, the check runs on a copy fetched earlier (said so), or is skipped with a
+# message; a network failure never fails the gate, and never passes it silently either.
+echo "[lint] cargo deny check licenses bans sources" >&2
+command -v cargo-deny >/dev/null || cargo install --locked -q cargo-deny
+cargo deny check licenses bans sources
+if cargo deny fetch db >/dev/null 2>&1; then
+  echo "[lint] cargo deny check advisories" >&2
+  cargo deny check advisories
+elif compgen -G "${CARGO_HOME:-$HOME/.cargo}/advisory-dbs/*/crates" >/dev/null; then
+  echo "[lint] cargo deny check advisories: the advisory database could not be fetched;" \
+    "checking against the copy fetched earlier, which may miss recent advisories" >&2
+  cargo deny --offline check advisories
+else
+  echo "[lint] SKIPPED cargo deny check advisories: the advisory database" \
+    "(https://github.com/RustSec/advisory-db) could not be fetched and no earlier copy exists;" \
+    "known vulnerabilities were NOT checked (run \`cargo deny fetch db\` where GitHub answers)" >&2
+fi

@@ -9,9 +9,16 @@ fn main() {
 }
 
 /// `INGEST_GIT_SHA` for build_info: the short commit hash, or "unknown" outside a git checkout
-/// (the Docker build has no .git) or without git. Never a reason for the build to fail.
+/// or without git. Never a reason for the build to fail. The Docker build has no .git: there the
+/// image's build argument of the same name, when given, names the commit.
 fn git_sha() {
-    let sha = git(&["rev-parse", "--short", "HEAD"]).unwrap_or_else(|| "unknown".into());
+    println!("cargo:rerun-if-env-changed=INGEST_GIT_SHA");
+    let given = std::env::var("INGEST_GIT_SHA")
+        .ok()
+        .filter(|s| !s.is_empty());
+    let sha = given
+        .or_else(|| git(&["rev-parse", "--short", "HEAD"]))
+        .unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=INGEST_GIT_SHA={sha}");
     // Rebuilt when HEAD moves: a commit, a checkout, or a branch that is committed to.
     for path in ["HEAD", "packed-refs"] {

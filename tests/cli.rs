@@ -1,6 +1,7 @@
 //! The binaries' command line and build identity: `--help` lists every documented variable with
-//! its default, `--version` prints the version, and each binary reports its version and commit
-//! in `build_info` and in its first log line. Neither NATS nor Postgres is needed.
+//! its default, `--version` prints the version and commit, and each binary reports the same
+//! version and commit in `build_info` and in its first log line. Neither NATS nor Postgres is
+//! needed.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -79,10 +80,26 @@ fn options(help: &str) -> Vec<String> {
 #[tokio::test]
 async fn version_prints_the_crate_version() {
     for binary in BINARIES {
-        let (code, stdout) = run(binary, &["--version"]).await;
-        assert_eq!(code, Some(0), "{binary} --version");
+        let (code, stdout) = run(binary, &["-V"]).await;
+        assert_eq!(code, Some(0), "{binary} -V");
         assert_eq!(stdout.trim(), format!("{binary} {VERSION}"));
+        let sha = version_sha(binary).await;
+        assert!(!sha.is_empty(), "{binary} --version names no commit");
     }
+}
+
+/// The commit `binary --version` names: it prints `NAME VERSION (SHA)`.
+async fn version_sha(binary: &str) -> String {
+    let (code, stdout) = run(binary, &["--version"]).await;
+    assert_eq!(code, Some(0), "{binary} --version");
+    let rest = stdout
+        .trim()
+        .strip_prefix(&format!("{binary} {VERSION} ("))
+        .unwrap_or_else(|| panic!("{binary} --version: {stdout}"));
+    let sha = rest
+        .strip_suffix(')')
+        .unwrap_or_else(|| panic!("{binary} --version: {stdout}"));
+    sha.to_owned()
 }
 
 #[tokio::test]
@@ -161,17 +178,19 @@ async fn each_binary_reports_its_build_in_metrics_and_its_first_log_line() {
             series.contains(&format!("version=\"{VERSION}\"")),
             "{series}"
         );
-        assert!(series.contains("git_sha=\""), "{series}");
+        // --version, build_info and the first log line name the same build.
+        let sha = version_sha(binary).await;
+        assert!(
+            series.contains(&format!("git_sha=\"{sha}\"")),
+            "{binary} --version names {sha}: {series}"
+        );
         assert!(series.ends_with(" 1"), "{series}");
 
         let log = std::fs::read_to_string(dir.path().join(format!("{binary}.log"))).unwrap();
         let first: Value = serde_json::from_str(log.lines().next().expect("a log line"))
             .unwrap_or_else(|e| panic!("{binary}: first log line is not JSON ({e}):\n{log}"));
         assert_eq!(first["version"], VERSION, "{first}");
-        assert!(
-            first["git_sha"].as_str().is_some_and(|s| !s.is_empty()),
-            "{first}"
-        );
+        assert_eq!(first["git_sha"], sha.as_str(), "{first}");
         assert_eq!(first["service"], binary, "{first}");
     }
 }

@@ -13,6 +13,7 @@ use clap::error::ErrorKind;
 use clap::parser::ValueSource;
 use clap::{Arg, ArgAction, Command};
 
+use crate::build_info;
 use crate::config::{ConfigError, Env, ProcessEnv, VarDoc};
 
 const AFTER_HELP: &str = "\
@@ -46,9 +47,14 @@ pub fn variables<T>(read: impl FnOnce(&dyn Env) -> Result<T, ConfigError>) -> Ve
     listing.0.into_inner()
 }
 
-/// `command` with one option per variable.
+/// `command` with one option per variable, and the version (with the commit, for `--version`)
+/// that `build_info` reports.
 pub fn command(command: Command, vars: &[VarDoc]) -> Command {
-    command.args(vars.iter().map(option)).after_help(AFTER_HELP)
+    command
+        .version(build_info::VERSION)
+        .long_version(build_info::LONG_VERSION)
+        .args(vars.iter().map(option))
+        .after_help(AFTER_HELP)
 }
 
 fn option(var: &VarDoc) -> Arg {

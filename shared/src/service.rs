@@ -94,7 +94,7 @@ macro_rules! impl_service {
     ($app:ty, $config:ty, $cli:ty, $name:literal) => {
         impl $crate::service::Service for $app {
             const NAME: &'static str = $name;
-            const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+            const VERSION: &'static str = $crate::build_info::VERSION;
             type Config = $config;
 
             fn command() -> ::clap::Command {
