@@ -119,6 +119,17 @@ async fn each_source_accepts_its_own_keys_only_and_an_unknown_id_is_404() {
         )
     };
     assert_eq!(series("partner-a", "created"), Some(2.0));
+    // Both of partner-a's key slots exist from start-up, whether or not a key was used.
+    for slot in ["0", "1"] {
+        assert!(
+            metric_value(
+                &text,
+                &format!(r#"webhook_signature_key_slot_total{{endpoint="webhook",slot="{slot}"}}"#),
+            )
+            .is_some(),
+            "slot {slot}"
+        );
+    }
     assert_eq!(series("partner-b", "created"), Some(1.0));
     assert_eq!(series("partner-a", "invalid_signature"), Some(1.0));
     assert_eq!(

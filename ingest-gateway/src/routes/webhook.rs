@@ -16,8 +16,8 @@ use crate::error::{ApiError, DetailBody, ValidationErrorBody};
 use crate::ingest::{self, Message, Sender, StatusBody};
 use crate::metrics::SenderMetrics;
 use crate::observe::{RequestId, TraceParent};
-use crate::sources::Source;
 use crate::sources::client::ClientAddr;
+use crate::sources::{Kind, Source};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -116,7 +116,7 @@ pub const METRICS: SenderMetrics = SenderMetrics {
     )
     .labels(&["result"]),
     results: &RESULTS,
-    keys: |config| config.secrets.len(),
+    keys: |config| config.sources.most_keys(|kind| kind != Kind::WhatsApp),
     own: &[],
 };
 

@@ -19,7 +19,7 @@ use crate::ingest::{self, Message, Sender, StatusBody};
 use crate::metrics::SenderMetrics;
 use crate::observe::{RequestId, TraceParent};
 use crate::sources::client::ClientAddr;
-use crate::sources::{Source, WHATSAPP_ID};
+use crate::sources::{Kind, Source, WHATSAPP_ID};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -171,7 +171,7 @@ pub const METRICS: SenderMetrics = SenderMetrics {
         "validation_error",
         "unavailable",
     ],
-    keys: |config| config.whatsapp_secrets.len(),
+    keys: |config| config.sources.most_keys(|kind| kind == Kind::WhatsApp),
     own: &[
         (&MESSAGES, &["created", "duplicate"]),
         (&STATUSES, &STATUS_NAMES),

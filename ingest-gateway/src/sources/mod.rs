@@ -197,6 +197,16 @@ impl Sources {
         self.by_id.get(id)
     }
 
+    /// The most keys any source of the kinds `of` selects holds: how many key slots its
+    /// endpoint's counter has from start-up.
+    pub fn most_keys(&self, of: impl Fn(Kind) -> bool) -> usize {
+        self.iter()
+            .filter(|source| of(source.kind))
+            .map(|source| source.secrets.len())
+            .max()
+            .unwrap_or(0)
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Source>> {
         self.order.iter().filter_map(|id| self.by_id.get(id))
     }
