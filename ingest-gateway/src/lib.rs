@@ -194,10 +194,7 @@ fn router(state: AppState) -> Router {
     let api = overload::bounded(api, &state.config);
     Router::new()
         .merge(api)
-        .merge(ops::router(
-            state.metrics.clone(),
-            env!("CARGO_PKG_VERSION"),
-        ))
+        .merge(ops::router(state.metrics.clone()))
         .merge(document)
         // The pages' static files: no token (they carry no data), no read-your-writes wait.
         .merge(routes::ui::router())

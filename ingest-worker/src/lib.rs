@@ -182,10 +182,7 @@ impl Application {
 
 fn router(state: AppState) -> Router {
     Router::new()
-        .merge(ops::router(
-            state.metrics.clone(),
-            env!("CARGO_PKG_VERSION"),
-        ))
+        .merge(ops::router(state.metrics.clone()))
         .with_state(state)
 }
 

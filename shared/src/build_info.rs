@@ -16,10 +16,10 @@ pub const LONG_VERSION: &str =
 
 /// Sets `build_info{version, git_sha}` to 1, so a dashboard can tell which build each instance
 /// runs and when a rollout has finished.
-pub fn record(version: &'static str) {
+pub fn record() {
     metrics::describe_gauge!(
         "build_info",
         "Always 1; the labels say which version and commit this binary was built from"
     );
-    metrics::gauge!("build_info", "version" => version, "git_sha" => GIT_SHA).set(1.0);
+    metrics::gauge!("build_info", "version" => VERSION, "git_sha" => GIT_SHA).set(1.0);
 }

@@ -22,9 +22,9 @@ pub fn document() -> utoipa::openapi::OpenApi {
     Ops::openapi()
 }
 
-/// The ops routes, and `build_info` set for `version` (the binary's own crate version).
-pub fn router<S: Readiness>(handle: PrometheusHandle, version: &'static str) -> Router<S> {
-    build_info::record(version);
+/// The ops routes, and `build_info` set for this build (build_info.rs).
+pub fn router<S: Readiness>(handle: PrometheusHandle) -> Router<S> {
+    build_info::record();
     Router::new()
         .route("/health/live", get(live))
         .route("/health/ready", get(ready::<S>))
