@@ -1,7 +1,7 @@
 //! `GET /messages/{message_id}` and the `msg_type` of list items, over HTTP against the running
 //! gateway, on rows written by the real worker from real JetStream.
 
-use integration_tests::{Running, TestEnv, post_signed};
+use integration_tests::{Running, TestEnv, post_signed, whatsapp};
 use serde_json::{Value, json};
 
 const APP_SECRET: &str = "wa-app-secret";
@@ -16,38 +16,6 @@ async fn get(env: &TestEnv, gateway: &Running, path: &str, token: Option<&str>) 
     let text = response.text().await.expect("body");
     let body = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{path}: not JSON: {text}"));
     (status, body)
-}
-
-/// A WhatsApp Cloud API notification carrying one text message.
-fn whatsapp_text(id: &str, body: &str) -> String {
-    json!({
-        "object": "whatsapp_business_account",
-        "entry": [{"id": "102290129340398", "changes": [{"field": "messages", "value": {
-            "messaging_product": "whatsapp",
-            "metadata": {"display_phone_number": "15550783881", "phone_number_id": "106540352242922"},
-            "contacts": [{"profile": {"name": "Sheena Nelson"}, "wa_id": "16505551234"}],
-            "messages": [{"from": "16505551234", "id": id, "timestamp": "1749416383",
-                          "type": "text", "text": {"body": body}}]
-        }}]}]
-    })
-    .to_string()
-}
-
-async fn post_whatsapp(env: &TestEnv, gateway: &Running, body: String) -> u16 {
-    let signature = format!(
-        "sha256={}",
-        ingest_shared::signature::sign(APP_SECRET.as_bytes(), body.as_bytes())
-    );
-    env.http
-        .post(gateway.url("/webhook/whatsapp"))
-        .header("content-type", "application/json")
-        .header("x-hub-signature-256", signature)
-        .body(body)
-        .send()
-        .await
-        .expect("POST /webhook/whatsapp")
-        .status()
-        .as_u16()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -65,7 +33,13 @@ async fn list_items_carry_msg_type_only_when_the_message_has_one() {
         200
     );
     assert_eq!(
-        post_whatsapp(&env, &gateway, whatsapp_text("wamid.T1", "typed")).await,
+        whatsapp::post(
+            &env,
+            &gateway,
+            APP_SECRET,
+            whatsapp::text_notification("wamid.T1", "typed")
+        )
+        .await,
         200
     );
 

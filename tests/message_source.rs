@@ -7,7 +7,9 @@
 
 use std::time::Duration;
 
-use integration_tests::{Running, SECRET, TestEnv, eventually, message_body, post_signed};
+use integration_tests::{
+    Running, SECRET, TestEnv, eventually, message_body, post_signed, whatsapp,
+};
 use serde_json::{Value, json};
 
 const APP_SECRET: &str = "wa-app-secret";
@@ -25,38 +27,6 @@ async fn text(env: &TestEnv, gateway: &Running, path: &str) -> String {
     let response = env.http.get(gateway.url(path)).send().await.expect("GET");
     assert_eq!(response.status().as_u16(), 200, "{path}");
     response.text().await.expect("body")
-}
-
-/// A WhatsApp Cloud API notification carrying one text message.
-fn whatsapp_text(id: &str, body: &str) -> String {
-    json!({
-        "object": "whatsapp_business_account",
-        "entry": [{"id": "102290129340398", "changes": [{"field": "messages", "value": {
-            "messaging_product": "whatsapp",
-            "metadata": {"display_phone_number": "15550783881", "phone_number_id": "106540352242922"},
-            "contacts": [{"profile": {"name": "Sheena Nelson"}, "wa_id": "16505551234"}],
-            "messages": [{"from": "16505551234", "id": id, "timestamp": "1749416383",
-                          "type": "text", "text": {"body": body}}]
-        }}]}]
-    })
-    .to_string()
-}
-
-async fn post_whatsapp(env: &TestEnv, gateway: &Running, body: String) -> u16 {
-    let signature = format!(
-        "sha256={}",
-        ingest_shared::signature::sign(APP_SECRET.as_bytes(), body.as_bytes())
-    );
-    env.http
-        .post(gateway.url("/webhook/whatsapp"))
-        .header("content-type", "application/json")
-        .header("x-hub-signature-256", signature)
-        .body(body)
-        .send()
-        .await
-        .expect("POST /webhook/whatsapp")
-        .status()
-        .as_u16()
 }
 
 /// A sources file declaring the two built-in sources with the secrets the tests sign with.
@@ -99,7 +69,13 @@ async fn start(env: &TestEnv) -> (Running, Running, Running) {
         );
     }
     assert_eq!(
-        post_whatsapp(env, &plain, whatsapp_text("wamid.S1", "typed")).await,
+        whatsapp::post(
+            env,
+            &plain,
+            APP_SECRET,
+            whatsapp::text_notification("wamid.S1", "typed")
+        )
+        .await,
         200
     );
     (plain, sourced, worker)

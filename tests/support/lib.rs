@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 pub mod browser;
 pub mod procs;
+pub mod whatsapp;
 
 pub const SECRET: &str = "test-secret-do-not-log";
 
