@@ -1,7 +1,8 @@
 //! The alerts reach someone and say what to do: every rule of deploy/prometheus/alerts.yml has a
 //! severity Alertmanager routes on and a runbook that exists in docs/operations.md, and compose
-//! wires Prometheus to an Alertmanager that has its route file. promtool and amtool
-//! (scripts/check-deploy.sh) check the files' syntax; this checks that they agree.
+//! wires Prometheus to an Alertmanager that has its route file; the dashboard has a row for each
+//! dependency the alerts watch. promtool and amtool (scripts/check-deploy.sh) check the files'
+//! syntax; this checks that they agree.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -237,4 +238,60 @@ fn prometheus_scrapes_the_postgres_exporter_on_loopback_with_the_services_creden
         strings(&job["static_configs"][0]["targets"]),
         ["postgres-exporter:9187"]
     );
+}
+
+/// The queries of each row of the dashboard, by row title (panels follow their row).
+fn dashboard_rows() -> Vec<(String, Vec<String>)> {
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&read("deploy/grafana/ingest-dashboard.json")).unwrap();
+    let mut rows: Vec<(String, Vec<String>)> = Vec::new();
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        if panel["type"] == "row" {
+            rows.push((panel["title"].as_str().unwrap().to_owned(), Vec::new()));
+        } else if let Some((_, exprs)) = rows.last_mut() {
+            let targets = panel["targets"].as_array().into_iter().flatten();
+            exprs.extend(targets.filter_map(|t| t["expr"].as_str().map(str::to_owned)));
+        }
+    }
+    rows
+}
+
+#[test]
+fn the_dashboard_has_a_row_for_nats_and_one_for_postgres() {
+    let rows = dashboard_rows();
+    for (title, metrics) in [
+        (
+            "NATS",
+            &[
+                "worker_stream_bytes",
+                "worker_stream_max_bytes",
+                "worker_stream_messages",
+                "worker_stream_max_messages",
+                "worker_consumer_pending",
+                "worker_consumer_redelivered",
+            ][..],
+        ),
+        (
+            "Postgres",
+            &[
+                "pg_up",
+                "pg_stat_database_numbackends",
+                "pg_settings_max_connections",
+                "pg_database_size_bytes",
+                "read_replica_lag_seconds",
+            ][..],
+        ),
+    ] {
+        let (_, exprs) = rows
+            .iter()
+            .find(|(t, _)| t == title)
+            .unwrap_or_else(|| panic!("no {title} row in the dashboard"));
+        let metric = |name: &str| regex::Regex::new(&format!(r"\b{name}\b")).unwrap();
+        for name in metrics {
+            assert!(
+                exprs.iter().any(|e| metric(name).is_match(e)),
+                "the {title} row shows no {name}"
+            );
+        }
+    }
 }
