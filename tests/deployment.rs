@@ -209,10 +209,12 @@ mod compose {
         assert_eq!(
             names,
             BTreeSet::from([
+                "alertmanager",
                 "gateway",
                 "grafana",
                 "nats",
                 "postgres",
+                "postgres-exporter",
                 "prometheus",
                 "worker"
             ])
@@ -293,7 +295,7 @@ mod compose {
         let mut checked_urls = 0;
         for (name, service) in services(&compose()) {
             for (key, value) in environment(&service) {
-                if key.contains("SECRET") || key.contains("PASSWORD") {
+                if key.contains("SECRET") || key.contains("PASS") {
                     assert!(
                         value.starts_with("${"),
                         "{name}: {key} is written in the compose file; interpolate it from .env"

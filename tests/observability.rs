@@ -360,8 +360,15 @@ fn rule_exprs(yaml: &str) -> Vec<String> {
     exprs
 }
 
-/// Series Prometheus itself adds to every target; not exported by the binaries.
-const PROMETHEUS_SYNTHETIC: &[&str] = &["up"];
+/// Series the binaries do not export: `up`, which Prometheus adds to every target, and those of
+/// the Postgres exporter docker-compose.yml runs (docs/operations.md, "Postgres and NATS").
+const PROMETHEUS_SYNTHETIC: &[&str] = &[
+    "up",
+    "pg_up",
+    "pg_stat_database_numbackends",
+    "pg_settings_max_connections",
+    "pg_database_size_bytes",
+];
 
 /// The names used by `exprs` that `scrape` does not have.
 fn unknown_metrics(exprs: &[String], scrape: &Scrape) -> BTreeSet<String> {

@@ -31,6 +31,13 @@ pub const PARTITION_DROP_WRITERS_BLOCKED_MS: &str = "worker_partition_drop_write
 
 pub const CONSUMER_PENDING: &str = "worker_consumer_pending";
 pub const CONSUMER_ACK_PENDING: &str = "worker_consumer_ack_pending";
+pub const CONSUMER_REDELIVERED: &str = "worker_consumer_redelivered";
+/// The stream's contents against its limits, as JetStream reports them, for the stream-fill
+/// alert: a full stream refuses webhooks (503).
+pub const STREAM_MESSAGES: &str = "worker_stream_messages";
+pub const STREAM_BYTES: &str = "worker_stream_bytes";
+pub const STREAM_MAX_MESSAGES: &str = "worker_stream_max_messages";
+pub const STREAM_MAX_BYTES: &str = "worker_stream_max_bytes";
 pub const NATS_CONNECTED: &str = "worker_nats_connected";
 pub const READY: &str = "worker_ready";
 /// Labelled `state` = `in_use` | `idle`.
@@ -39,7 +46,7 @@ pub const DB_POOL_CONNECTIONS: &str = "worker_db_pool_connections";
 pub const DEAD_LETTERS_STORED: &str = "worker_dead_letters_stored";
 
 /// Every metric of the worker, with its help.
-const TABLE: [Metric; 22] = [
+const TABLE: [Metric; 27] = [
     Metric::new_counter(
         MESSAGES_CONSUMED,
         "Messages taken off the consumer (redeliveries included)",
@@ -101,6 +108,21 @@ const TABLE: [Metric; 22] = [
         CONSUMER_ACK_PENDING,
         "Messages delivered to a worker and not yet acknowledged",
     ),
+    Metric::new_gauge(
+        CONSUMER_REDELIVERED,
+        "Messages delivered to a worker more than once and not yet acknowledged",
+    ),
+    Metric::new_gauge(STREAM_MESSAGES, "Messages held by the JetStream stream"),
+    Metric::new_gauge(STREAM_BYTES, "Bytes held by the JetStream stream").unit(Unit::Bytes),
+    Metric::new_gauge(
+        STREAM_MAX_MESSAGES,
+        "The stream's message limit (NATS_MAX_MSGS); -1 when unlimited",
+    ),
+    Metric::new_gauge(
+        STREAM_MAX_BYTES,
+        "The stream's size limit (NATS_MAX_BYTES); -1 when unlimited",
+    )
+    .unit(Unit::Bytes),
     Metric::new_gauge(NATS_CONNECTED, "1 while the worker's NATS connection is up"),
     Metric::new_gauge(READY, "1 while GET /health/ready answers 200"),
     DB_POOL,

@@ -23,22 +23,33 @@ impl Readiness for AppState {
         health::search_index(&self.db).await
     }
 
-    /// Consumer lag, pool use and the NATS connection state.
+    /// Stream fill, consumer lag, pool use and the NATS connection state.
     async fn refresh(&self) {
+        // One STREAM.INFO request: the stream's figures come with it (`cached_info`).
         let info = async {
             let stream = self
                 .jetstream
                 .get_stream(&self.config.nats.stream)
                 .await
                 .ok()?;
-            stream
+            let consumer = stream
                 .consumer_info(&self.config.consumer.durable)
                 .await
-                .ok()
+                .ok();
+            Some((stream.cached_info().clone(), consumer))
         };
-        if let Ok(Some(info)) = tokio::time::timeout(Duration::from_secs(5), info).await {
-            ::metrics::gauge!(metrics::CONSUMER_PENDING).set(info.num_pending as f64);
-            ::metrics::gauge!(metrics::CONSUMER_ACK_PENDING).set(info.num_ack_pending as f64);
+        if let Ok(Some((stream, consumer))) =
+            tokio::time::timeout(Duration::from_secs(5), info).await
+        {
+            ::metrics::gauge!(metrics::STREAM_MESSAGES).set(stream.state.messages as f64);
+            ::metrics::gauge!(metrics::STREAM_BYTES).set(stream.state.bytes as f64);
+            ::metrics::gauge!(metrics::STREAM_MAX_MESSAGES).set(stream.config.max_messages as f64);
+            ::metrics::gauge!(metrics::STREAM_MAX_BYTES).set(stream.config.max_bytes as f64);
+            if let Some(info) = consumer {
+                ::metrics::gauge!(metrics::CONSUMER_PENDING).set(info.num_pending as f64);
+                ::metrics::gauge!(metrics::CONSUMER_ACK_PENDING).set(info.num_ack_pending as f64);
+                ::metrics::gauge!(metrics::CONSUMER_REDELIVERED).set(info.num_redelivered as f64);
+            }
         }
         let pool = &self.db;
         ::metrics::gauge!(metrics::DB_POOL_CONNECTIONS, "state" => "idle")

@@ -16,17 +16,27 @@ pub struct StreamSettings {
     /// Size bound of the stream; when full, publishes are refused (503) rather than old
     /// messages dropped.
     pub max_bytes: i64,
+    /// Message-count bound of the stream, refused the same way; -1 = unlimited.
+    pub max_messages: i64,
     pub replicas: usize,
 }
 
 impl StreamSettings {
     pub fn from_env(env: &dyn Env) -> Result<Self, ConfigError> {
+        let max_messages = parse_in_range(env, "NATS_MAX_MSGS", -1, -1..=i64::MAX)?;
+        if max_messages == 0 {
+            return Err(ConfigError::Invalid {
+                name: "NATS_MAX_MSGS",
+                reason: "0 is not allowed; use -1 for unlimited".into(),
+            });
+        }
         Ok(Self {
             url: string_or(env, "NATS_URL", crate::config::DEFAULT_NATS_URL),
             stream: string_or(env, "NATS_STREAM", "MESSAGES"),
             subject: string_or(env, "NATS_SUBJECT", "ingest.messages"),
             duplicate_window: secs_or(env, "NATS_DUPLICATE_WINDOW_SECS", 120, 1..=86_400)?,
             max_bytes: parse_in_range(env, "NATS_MAX_BYTES", 1 << 30, 1024..=i64::MAX)?,
+            max_messages,
             replicas: parse_in_range(env, "NATS_REPLICAS", 1, 1..=5)?,
         })
     }
@@ -39,6 +49,7 @@ impl StreamSettings {
             storage: stream::StorageType::File,
             discard: stream::DiscardPolicy::New,
             max_bytes: self.max_bytes,
+            max_messages: self.max_messages,
             duplicate_window: self.duplicate_window,
             num_replicas: self.replicas,
             description: Some("signed webhook messages awaiting the ingest workers".into()),
@@ -161,7 +172,27 @@ impl ConsumerSettings {
 
 #[cfg(test)]
 mod tests {
-    use super::server_list;
+    use std::collections::HashMap;
+
+    use super::{StreamSettings, server_list};
+
+    fn settings(vars: &[(&str, &str)]) -> Result<StreamSettings, crate::config::ConfigError> {
+        let env: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        StreamSettings::from_env(&env)
+    }
+
+    #[test]
+    fn the_message_bound_is_unlimited_unless_set_and_zero_is_refused() {
+        assert_eq!(settings(&[]).unwrap().stream_config().max_messages, -1);
+        let bounded = settings(&[("NATS_MAX_MSGS", "5000")]).unwrap();
+        assert_eq!(bounded.stream_config().max_messages, 5000);
+        let zero = settings(&[("NATS_MAX_MSGS", "0")]).unwrap_err().to_string();
+        assert!(zero.contains("NATS_MAX_MSGS"), "{zero}");
+        assert!(settings(&[("NATS_MAX_MSGS", "-2")]).is_err());
+    }
 
     #[test]
     fn a_comma_separated_url_is_a_server_list() {
