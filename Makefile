@@ -4,7 +4,8 @@
 COMPOSE ?= docker compose
 
 # Build the image and start NATS, Postgres, the gateway (port 8000), two workers, Prometheus
-# (127.0.0.1:9090) and Grafana (127.0.0.1:3000, user admin, GRAFANA_ADMIN_PASSWORD from .env).
+# (127.0.0.1:9090), Alertmanager (127.0.0.1:9093), the Postgres exporter (127.0.0.1:9187) and
+# Grafana (127.0.0.1:3000, user admin, GRAFANA_ADMIN_PASSWORD from .env).
 up: .env
 	$(COMPOSE) up -d --build
 
