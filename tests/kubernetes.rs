@@ -1,7 +1,8 @@
 //! The Kubernetes manifests (deploy/k8s) as `kubectl kustomize` renders them, for what a schema
 //! cannot check (scripts/check-k8s.sh validates the schemas): the worker autoscaler watches the
 //! stream and consumer the worker really uses, the containers are locked down, the probes ask
-//! paths the binaries serve on the ports they listen on, and the grace periods outlast the drain.
+//! paths the binaries serve on the ports they listen on, the grace periods outlast the drain,
+//! and the Ingress keeps the operators' paths inside the cluster.
 //! Where kubectl is not installed each test says so and passes without checking.
 
 use std::collections::HashMap;
@@ -356,6 +357,52 @@ fn the_service_monitors_scrape_the_jobs_the_alerts_name() {
             "{job} has no port {port}"
         );
     }
+}
+
+/// Whether an Ingress rule sends `path` on: Prefix matches whole path elements, Exact the path.
+fn routed(ingress: &Value, path: &str) -> bool {
+    list(ingress, &["spec", "rules"])
+        .iter()
+        .flat_map(|rule| list(rule, &["http", "paths"]))
+        .any(|p| {
+            let rule_path = str_at(p, &["path"]).unwrap_or("/");
+            match str_at(p, &["pathType"]) {
+                Some("Exact") => rule_path == path,
+                _ => {
+                    let prefix = rule_path.trim_end_matches('/');
+                    path == prefix || path.starts_with(&format!("{prefix}/"))
+                }
+            }
+        })
+}
+
+#[test]
+fn the_ingress_routes_the_senders_and_readers_but_not_the_operators_paths() {
+    let Some(objects) = render("production") else {
+        return;
+    };
+    let ingress = find(&objects, "Ingress", "ingest-gateway");
+    for path in [
+        "/webhook",
+        "/webhook/whatsapp",
+        "/messages",
+        "/messages/m1",
+        "/stats/timeseries",
+    ] {
+        assert!(routed(ingress, path), "{path} is not routed");
+    }
+    for path in ["/metrics", "/health/ready", "/admin/dead-letters", "/"] {
+        assert!(!routed(ingress, path), "{path} is routed from outside");
+    }
+    let backends: Vec<_> = list(ingress, &["spec", "rules"])
+        .iter()
+        .flat_map(|rule| list(rule, &["http", "paths"]))
+        .filter_map(|p| str_at(p, &["backend", "service", "name"]))
+        .collect();
+    assert!(
+        backends.iter().all(|b| *b == "ingest-gateway"),
+        "{backends:?}"
+    );
 }
 
 /// Each probe of each Deployment, asked of the binary it names running for real: the path must
