@@ -2,7 +2,8 @@
 # Checks the deployment files without a Docker engine: docker-compose.yml against the Compose
 # specification's JSON schema (check-jsonschema from PyPI carries a copy), the Prometheus
 # configuration, alert rules and their unit tests with promtool (Debian's `prometheus` package),
-# and the Alertmanager routes with amtool (Debian's `prometheus-alertmanager`). Both are installed
+# the Alertmanager routes with amtool (Debian's `prometheus-alertmanager`), and the Kubernetes
+# manifests (scripts/check-k8s.sh). Both are installed
 # when missing and apt can; otherwise their check is skipped and says so. scripts/test.sh runs
 # it; tests/deployment.rs and tests/alerts.rs check what these cannot (ports, health checks,
 # that every mounted file exists, what Prometheus scrapes, runbooks and severities).
@@ -14,6 +15,7 @@ VENV=.data/check-jsonschema-venv
 ensure_venv "$VENV" check-jsonschema "check-jsonschema==${CHECK_JSONSCHEMA_VERSION:-0.39.0}"
 command -v promtool >/dev/null || apt_install --no-install-recommends prometheus || true
 command -v amtool >/dev/null || apt_install --no-install-recommends prometheus-alertmanager || true
+scripts/check-k8s.sh --install
 # --install: only the above (test.sh fetches the tools while the tests compile).
 [[ ${1:-} == --install ]] && exit 0
 
@@ -35,6 +37,9 @@ if command -v amtool >/dev/null; then
 else
   echo "[deploy] amtool not installed (apt-get install prometheus-alertmanager): Alertmanager routes not checked" >&2
 fi
+
+echo "[deploy] the Kubernetes manifests (scripts/check-k8s.sh)" >&2
+scripts/check-k8s.sh
 
 echo "[deploy] scripts/release.sh on a throwaway clone (scripts/check-release.sh)" >&2
 scripts/check-release.sh
