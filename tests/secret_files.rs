@@ -22,7 +22,14 @@ fn write(dir: &Path, name: &str, contents: &str) -> String {
 }
 
 fn spawn_gateway(vars: &HashMap<String, String>, dir: &Path, name: &str) -> ServiceProcess {
-    ServiceProcess::spawn("ingest-gateway", name, vars, "GATEWAY_ADDR", free_port(), dir)
+    ServiceProcess::spawn(
+        "ingest-gateway",
+        name,
+        vars,
+        "GATEWAY_ADDR",
+        free_port(),
+        dir,
+    )
 }
 
 fn spawn_worker(vars: &HashMap<String, String>, dir: &Path, name: &str) -> ServiceProcess {
@@ -123,7 +130,9 @@ async fn a_bad_secret_file_setting_stops_the_binary_at_start_naming_the_variable
     let dir = TempDir::new("secret-files-bad");
     let secret = write(dir.path(), "secret", "from-the-file\n");
     let cert = write(dir.path(), "cert.pem", "-----BEGIN CERTIFICATE-----\n");
-    let cases: [(&str, &[(&str, &str)], &[&str]); 5] = [
+    // (tag, variables, what the error must say)
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a [&'a str]);
+    let cases: [Case; 5] = [
         (
             "both",
             &[
@@ -270,13 +279,7 @@ async fn the_database_password_comes_from_its_file_and_is_checked() {
     );
     vars.insert("NATS_CONSUMER".into(), format!("{}-wrong", env.consumer));
     let mut refused = spawn_worker(&vars, dir.path(), "worker-wrong-password");
-    wait_for_log(
-        dir.path(),
-        &refused,
-        "password authentication failed",
-        2,
-    )
-    .await;
+    wait_for_log(dir.path(), &refused, "password authentication failed", 2).await;
     let (status, body) = readiness(&env.http, &refused).await;
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("database"), "{body}");
@@ -333,14 +336,21 @@ authorization {{ users = [ {{ nkey: "{public}" }} ] }}
         .add_root_certificates(ca.clone().into())
         .connect(url.as_str())
         .await;
-    assert!(anonymous.is_err(), "the server must refuse a client without the nkey");
+    assert!(
+        anonymous.is_err(),
+        "the server must refuse a client without the nkey"
+    );
 
     let mut vars = env.vars();
     vars.insert("NATS_URL".into(), url);
     vars.insert("NATS_TLS_CA_FILE".into(), ca);
     vars.insert(
         "NATS_NKEY_FILE".into(),
-        write(dir.path(), "user.nk", &format!("{}\n", user.seed().unwrap())),
+        write(
+            dir.path(),
+            "user.nk",
+            &format!("{}\n", user.seed().unwrap()),
+        ),
     );
     let mut gateway = spawn_gateway(&vars, dir.path(), "gateway");
     let mut worker = spawn_worker(&vars, dir.path(), "worker");

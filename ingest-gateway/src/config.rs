@@ -244,6 +244,8 @@ fn trusted_proxies(list: &str) -> Result<Vec<ipnet::IpNet>, ConfigError> {
 /// A bearer token list (`READ_TOKENS`, `ADMIN_TOKENS`), read as a secret.
 fn tokens(env: &dyn Env, name: &str) -> Result<Tokens, ConfigError> {
     Ok(Tokens::from_list(
-        secret(env, name)?.as_ref().map_or("", |s| s.expose_secret()),
+        secret(env, name)?
+            .as_ref()
+            .map_or("", |s| s.expose_secret()),
     ))
 }

@@ -2,8 +2,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use ingest_shared::config::{
-    ConfigError, Env, SecretUrl, millis_or, one_of, parse_in_range,
-    parse_opt_in_range, parse_or, secs_or, string_or,
+    ConfigError, Env, SecretUrl, millis_or, one_of, parse_in_range, parse_opt_in_range, parse_or,
+    secs_or, string_or,
 };
 use ingest_shared::nats::{ConsumerSettings, StreamSettings};
 use ingest_shared::search_index::SearchIndex;

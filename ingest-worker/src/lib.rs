@@ -51,8 +51,8 @@ impl Application {
         crate::metrics::register();
         let client =
             ingest_shared::nats::connect(&config.nats.url, &config.nats.auth, "ingest-worker")
-            .await
-            .context("NATS_URL")?;
+                .await
+                .context("NATS_URL")?;
         let jetstream = jetstream::ContextBuilder::new()
             .timeout(Duration::from_secs(5))
             .build(client.clone());

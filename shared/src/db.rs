@@ -16,7 +16,9 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
 /// URL can then sit in a ConfigMap and only the password in a Secret.
 pub fn url_from_env(env: &dyn Env) -> Result<SecretUrl, ConfigError> {
     let url = secret_or(env, "DATABASE_URL", Some(DEFAULT_DATABASE_URL))?;
-    let url = url.as_ref().map_or(DEFAULT_DATABASE_URL, |u| u.expose_secret());
+    let url = url
+        .as_ref()
+        .map_or(DEFAULT_DATABASE_URL, |u| u.expose_secret());
     with_password(env, "DATABASE_URL", url)
 }
 
@@ -245,7 +247,10 @@ mod tests {
 
     #[test]
     fn a_url_with_a_password_and_database_password_is_an_error_naming_both() {
-        for url in ["postgres://app:pw@db/ingest", "postgres://app@db/ingest?password=pw"] {
+        for url in [
+            "postgres://app:pw@db/ingest",
+            "postgres://app@db/ingest?password=pw",
+        ] {
             let vars = env(&[("DATABASE_URL", url), ("DATABASE_PASSWORD", "hunter2")]);
             let err = url_from_env(&vars).unwrap_err().to_string();
             assert!(err.contains("DATABASE_URL and DATABASE_PASSWORD"), "{err}");
@@ -258,6 +263,9 @@ mod tests {
         ]);
         let primary = url_from_env(&vars).unwrap();
         let err = read_url_from_env(&vars, &primary).unwrap_err().to_string();
-        assert!(err.contains("DATABASE_READ_URL and DATABASE_PASSWORD"), "{err}");
+        assert!(
+            err.contains("DATABASE_READ_URL and DATABASE_PASSWORD"),
+            "{err}"
+        );
     }
 }

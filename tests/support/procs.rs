@@ -176,7 +176,14 @@ impl NatsServer {
         match &self.config {
             Some(config) => command.arg("-c").arg(config),
             None => command
-                .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
+                .args([
+                    "-a",
+                    "127.0.0.1",
+                    "-p",
+                    &self.port.to_string(),
+                    "-js",
+                    "-sd",
+                ])
                 .arg(&self.store),
         };
         command

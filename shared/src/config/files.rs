@@ -66,7 +66,11 @@ pub fn read_file(var: &str, path: &str) -> Result<String, ConfigError> {
 /// library that only reads it later); `None` when unset or empty.
 pub fn readable_file(env: &dyn Env, name: &str) -> Result<Option<std::path::PathBuf>, ConfigError> {
     describe(env, name, None, None);
-    let Some(path) = env.get(name).map(|p| p.trim().to_owned()).filter(|p| !p.is_empty()) else {
+    let Some(path) = env
+        .get(name)
+        .map(|p| p.trim().to_owned())
+        .filter(|p| !p.is_empty())
+    else {
         return Ok(None);
     };
     match std::fs::File::open(&path).and_then(|f| f.metadata()) {
@@ -96,10 +100,8 @@ mod tests {
     }
 
     fn temp_file(tag: &str, contents: &str) -> std::path::PathBuf {
-        let path = std::env::temp_dir().join(format!(
-            "ingest-config-test-{}-{tag}",
-            std::process::id()
-        ));
+        let path =
+            std::env::temp_dir().join(format!("ingest-config-test-{}-{tag}", std::process::id()));
         std::fs::write(&path, contents).unwrap();
         path
     }
@@ -130,7 +132,11 @@ mod tests {
             exposed(secret(&env(&[("KEY", "plain")]), "KEY").unwrap()).as_deref(),
             Some("plain")
         );
-        assert!(secret(&env(&[("KEY", " "), ("KEY_FILE", "")]), "KEY").unwrap().is_none());
+        assert!(
+            secret(&env(&[("KEY", " "), ("KEY_FILE", "")]), "KEY")
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]
@@ -140,7 +146,10 @@ mod tests {
         let err = secret(&vars, "KEY").unwrap_err().to_string();
         std::fs::remove_file(path).unwrap();
         assert!(err.contains("KEY and KEY_FILE"), "{err}");
-        assert!(!err.contains("plain") && !err.contains("from-file"), "{err}");
+        assert!(
+            !err.contains("plain") && !err.contains("from-file"),
+            "{err}"
+        );
     }
 
     #[test]
