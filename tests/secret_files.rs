@@ -12,10 +12,16 @@ use integration_tests::procs::{NatsServer, Postgres, ServiceProcess, TempDir, fr
 use integration_tests::{SECRET, TestEnv, eventually, message_body, post_signed};
 use sqlx::{Connection, PgConnection};
 
+/// Certificates and NATS credentials made at test time.
+#[path = "secret_files/nats_auth.rs"]
+mod nats_auth;
+
+use nats_auth::{certificates, operator_mode};
+
 const READY: Duration = Duration::from_secs(60);
 
 /// Writes `contents` to `dir/name`; its path.
-fn write(dir: &Path, name: &str, contents: &str) -> String {
+pub fn write(dir: &Path, name: &str, contents: &str) -> String {
     let path = dir.join(name);
     std::fs::write(&path, contents).expect("write secret file");
     path.to_string_lossy().into_owned()
@@ -291,26 +297,6 @@ async fn the_database_password_comes_from_its_file_and_is_checked() {
     drop(pg);
 }
 
-/// A CA and a server certificate for 127.0.0.1 it signed: (ca.pem, cert.pem, key.pem).
-fn certificates(dir: &Path) -> (String, String, String) {
-    use rcgen::{
-        BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa,
-        KeyPair,
-    };
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let mut server = CertificateParams::new(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
-    server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let server = server.signed_by(&key, &ca).unwrap();
-    (
-        write(dir, "ca.pem", &ca.pem()),
-        write(dir, "server.pem", &server.pem()),
-        write(dir, "server-key.pem", &key.serialize_pem()),
-    )
-}
-
 #[tokio::test]
 async fn a_message_goes_through_nats_over_tls_as_an_nkey_user() {
     let env = TestEnv::new().await;
@@ -368,18 +354,54 @@ authorization {{ users = [ {{ nkey: "{public}" }} ] }}
         write(dir.path(), "stranger.nk", &format!("{stranger}\n")),
     );
     let mut refused = spawn_gateway(&vars, dir.path(), "gateway-wrong-nkey");
-    wait_for_log(dir.path(), &refused, "authorization violation", 2).await;
+    // Refused twice: the gateway keeps trying, and says why each time.
+    wait_for_log(dir.path(), &refused, "nats connection failed", 2).await;
+    let output = log(dir.path(), "gateway-wrong-nkey");
+    assert!(output.contains("authorization violation"), "{output}");
     let (status, body) = readiness(&env.http, &refused).await;
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("nats"), "{body}");
     let status = post_signed(&env.http, refused.url("/webhook"), message_body("tls-2")).await;
     assert_ne!(status, 200);
     assert!(refused.is_running());
-    let output = log(dir.path(), "gateway-wrong-nkey");
     assert!(!output.contains(&stranger), "the seed was printed");
 
     gateway.kill().await;
     worker.kill().await;
     refused.kill().await;
+    drop(nats);
+}
+
+#[tokio::test]
+async fn a_message_goes_through_nats_with_a_creds_file() {
+    let env = TestEnv::new().await;
+    let dir = TempDir::new("secret-files-creds");
+    let (accounts, creds) = operator_mode(dir.path());
+    let port = free_port();
+    let config = format!(
+        "listen: \"127.0.0.1:{port}\"\njetstream {{ store_dir: \"{}\" }}\n{accounts}",
+        dir.path().join("jetstream").display()
+    );
+    let nats = NatsServer::start_with_config(dir.path(), port, &config).await;
+    let anonymous = async_nats::ConnectOptions::new().connect(nats.url()).await;
+    assert!(
+        anonymous.is_err(),
+        "the server must refuse a client without credentials"
+    );
+
+    let mut vars = env.vars();
+    vars.insert("NATS_URL".into(), nats.url());
+    vars.insert("NATS_CREDS_FILE".into(), creds);
+    let mut gateway = spawn_gateway(&vars, dir.path(), "gateway");
+    let mut worker = spawn_worker(&vars, dir.path(), "worker");
+    gateway.wait_ready(&env.http, READY).await;
+    worker.wait_ready(&env.http, READY).await;
+    let status = post_signed(&env.http, gateway.url("/webhook"), message_body("creds-1")).await;
+    assert_eq!(status, 200);
+    env.wait_for_rows(1).await;
+    assert_eq!(env.message_ids().await, ["creds-1"]);
+
+    gateway.kill().await;
+    worker.kill().await;
     drop(nats);
 }

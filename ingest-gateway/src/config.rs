@@ -249,3 +249,40 @@ fn tokens(env: &dyn Env, name: &str) -> Result<Tokens, ConfigError> {
             .map_or("", |s| s.expose_secret()),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    /// (The NATS nkey's settings have their own test in shared/src/nats.rs.)
+    #[test]
+    fn debug_shows_no_secret_read_from_a_file() {
+        let dir =
+            std::env::temp_dir().join(format!("ingest-gateway-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let secrets = [
+            ("WEBHOOK_SECRET_FILE", "webhook-key-from-file"),
+            ("WHATSAPP_APP_SECRET_FILE", "app-secret-from-file"),
+            ("WHATSAPP_VERIFY_TOKEN_FILE", "verify-token-from-file"),
+            ("READ_TOKENS_FILE", "read-token-from-file"),
+            ("ADMIN_TOKENS_FILE", "admin-token-from-file"),
+            ("DATABASE_PASSWORD_FILE", "db-password-from-file"),
+        ];
+        let mut vars: HashMap<String, String> = secrets
+            .iter()
+            .map(|(name, value)| {
+                let path = dir.join(name);
+                std::fs::write(&path, format!("{value}\n")).unwrap();
+                (name.to_string(), path.to_string_lossy().into_owned())
+            })
+            .collect();
+        vars.insert("DATABASE_URL".into(), "postgres://app@db/ingest".into());
+        let config = Config::from_env(&vars);
+        std::fs::remove_dir_all(&dir).unwrap();
+        let shown = format!("{:?}", config.unwrap());
+        for (name, value) in secrets {
+            assert!(!shown.contains(value), "{name}'s contents in {shown}");
+        }
+    }
+}
