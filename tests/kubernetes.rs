@@ -122,12 +122,36 @@ fn binary(container: &Value) -> &str {
     command.rsplit('/').next().unwrap()
 }
 
+/// `env` with each `*_FILE` pointing at a file of a stand-in for the mounted Secret, as in the
+/// pod: the binaries read those files at start. A URL key gets a URL, any other a plain value.
+fn with_mounted_secrets(
+    env: &HashMap<String, String>,
+) -> (integration_tests::procs::TempDir, HashMap<String, String>) {
+    let dir = integration_tests::procs::TempDir::new("k8s-secrets");
+    let mut env = env.clone();
+    for (var, path) in env.iter_mut().filter(|(k, _)| k.ends_with("_FILE")) {
+        let file = dir
+            .path()
+            .join(Path::new(path.as_str()).file_name().unwrap());
+        let value = if var.contains("_URL_") {
+            "postgres://ingest@db:5432/ingest"
+        } else {
+            "stand-in-secret"
+        };
+        std::fs::write(&file, format!("{value}\n")).unwrap();
+        *path = file.to_string_lossy().into_owned();
+    }
+    (dir, env)
+}
+
 fn gateway_config(env: &HashMap<String, String>) -> ingest_gateway::Config {
-    ingest_gateway::Config::from_env(env).expect("the gateway accepts the rendered configuration")
+    let (_secrets, env) = with_mounted_secrets(env);
+    ingest_gateway::Config::from_env(&env).expect("the gateway accepts the rendered configuration")
 }
 
 fn worker_config(env: &HashMap<String, String>) -> ingest_worker::Config {
-    ingest_worker::Config::from_env(env).expect("the worker accepts the rendered configuration")
+    let (_secrets, env) = with_mounted_secrets(env);
+    ingest_worker::Config::from_env(&env).expect("the worker accepts the rendered configuration")
 }
 
 #[test]

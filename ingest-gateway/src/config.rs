@@ -2,9 +2,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use ingest_shared::config::{
-    ConfigError, DEFAULT_DATABASE_URL, Env, SecretUrl, VarDoc, list_or, millis_or, parse_in_range,
-    parse_or, secret, string_or, string_or_var,
+    ConfigError, Env, SecretUrl, VarDoc, list_or, millis_or, parse_in_range, parse_or, secret,
+    string_or,
 };
+use ingest_shared::db;
 use ingest_shared::nats::StreamSettings;
 use ingest_shared::search_index::SearchIndex;
 use ingest_shared::signature::WebhookSecrets;
@@ -103,9 +104,9 @@ impl Config {
     }
 
     pub fn from_env(env: &dyn Env) -> Result<Self, ConfigError> {
-        let database_url = string_or(env, "DATABASE_URL", DEFAULT_DATABASE_URL);
-        let webhook_secret = secret(env, "WEBHOOK_SECRET");
+        let webhook_secret = secret(env, "WEBHOOK_SECRET")?;
         let webhook_secret = webhook_secret.as_ref().map_or("", |s| s.expose_secret());
+        let database_url = db::url_from_env(env)?;
         let mut config = Self {
             addr: parse_or(env, "GATEWAY_ADDR", SocketAddr::from(([0, 0, 0, 0], 8000)))?,
             secrets: WebhookSecrets::from_list(webhook_secret),
@@ -117,22 +118,17 @@ impl Config {
                 &Schemes::NAMES,
             ))?,
             tolerance_secs: parse_in_range(env, "WEBHOOK_TOLERANCE_SECS", 300, 1..=86_400)?,
-            whatsapp_verify_token: secret(env, "WHATSAPP_VERIFY_TOKEN")
+            whatsapp_verify_token: secret(env, "WHATSAPP_VERIFY_TOKEN")?
                 .filter(|t| !t.expose_secret().trim().is_empty()),
             whatsapp_secrets: WebhookSecrets::from_list(
-                secret(env, "WHATSAPP_APP_SECRET")
+                secret(env, "WHATSAPP_APP_SECRET")?
                     .as_ref()
                     .map_or("", |s| s.expose_secret()),
             ),
-            read_tokens: tokens(env, "READ_TOKENS"),
-            admin_tokens: tokens(env, "ADMIN_TOKENS"),
-            database_read_url: SecretUrl::new(string_or_var(
-                env,
-                "DATABASE_READ_URL",
-                "DATABASE_URL",
-                &database_url,
-            )),
-            database_url: SecretUrl::new(database_url),
+            read_tokens: tokens(env, "READ_TOKENS")?,
+            admin_tokens: tokens(env, "ADMIN_TOKENS")?,
+            database_read_url: db::read_url_from_env(env, &database_url)?,
+            database_url,
             db_max_connections: parse_in_range(env, "GATEWAY_DB_MAX_CONNECTIONS", 8, 1..=1000)?,
             read_db_max_connections: parse_in_range(
                 env,
@@ -246,6 +242,47 @@ fn trusted_proxies(list: &str) -> Result<Vec<ipnet::IpNet>, ConfigError> {
 }
 
 /// A bearer token list (`READ_TOKENS`, `ADMIN_TOKENS`), read as a secret.
-fn tokens(env: &dyn Env, name: &str) -> Tokens {
-    Tokens::from_list(secret(env, name).as_ref().map_or("", |s| s.expose_secret()))
+fn tokens(env: &dyn Env, name: &str) -> Result<Tokens, ConfigError> {
+    Ok(Tokens::from_list(
+        secret(env, name)?
+            .as_ref()
+            .map_or("", |s| s.expose_secret()),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    /// (The NATS nkey's settings have their own test in shared/src/nats.rs.)
+    #[test]
+    fn debug_shows_no_secret_read_from_a_file() {
+        let dir =
+            std::env::temp_dir().join(format!("ingest-gateway-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let secrets = [
+            ("WEBHOOK_SECRET_FILE", "webhook-key-from-file"),
+            ("WHATSAPP_APP_SECRET_FILE", "app-secret-from-file"),
+            ("WHATSAPP_VERIFY_TOKEN_FILE", "verify-token-from-file"),
+            ("READ_TOKENS_FILE", "read-token-from-file"),
+            ("ADMIN_TOKENS_FILE", "admin-token-from-file"),
+            ("DATABASE_PASSWORD_FILE", "db-password-from-file"),
+        ];
+        let mut vars: HashMap<String, String> = secrets
+            .iter()
+            .map(|(name, value)| {
+                let path = dir.join(name);
+                std::fs::write(&path, format!("{value}\n")).unwrap();
+                (name.to_string(), path.to_string_lossy().into_owned())
+            })
+            .collect();
+        vars.insert("DATABASE_URL".into(), "postgres://app@db/ingest".into());
+        let config = Config::from_env(&vars);
+        std::fs::remove_dir_all(&dir).unwrap();
+        let shown = format!("{:?}", config.unwrap());
+        for (name, value) in secrets {
+            assert!(!shown.contains(value), "{name}'s contents in {shown}");
+        }
+    }
 }

@@ -57,7 +57,7 @@ impl Application {
         let metrics = telemetry::metrics_handle();
         crate::metrics::register(&config, &routes::SENDERS);
 
-        let client = nats::connect(&config.nats.url, "ingest-gateway")
+        let client = nats::connect(&config.nats.url, &config.nats.auth, "ingest-gateway")
             .await
             .context("NATS_URL")?;
         let jetstream = jetstream::ContextBuilder::new()
@@ -76,7 +76,7 @@ impl Application {
         let read_db = read_pool(&config, replica_options.clone());
 
         let background = CancellationToken::new();
-        let replica = if config.database_read_url.expose() == config.database_url.expose() {
+        let replica = if config.database_read_url == config.database_url {
             replica::ReadReplica::same_as_primary(read_db)
         } else {
             let primary_reads = read_pool(
@@ -248,7 +248,7 @@ fn read_options(
     config: &Config,
     url: &ingest_shared::config::SecretUrl,
 ) -> Result<sqlx::postgres::PgConnectOptions, sqlx::Error> {
-    let options: sqlx::postgres::PgConnectOptions = url.expose().parse()?;
+    let options = db::connect_options(url)?;
     let timeout_ms = config.read_statement_timeout.as_millis().to_string();
     Ok(options.options([
         ("plan_cache_mode", "force_custom_plan"),

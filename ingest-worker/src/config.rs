@@ -2,8 +2,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use ingest_shared::config::{
-    ConfigError, DEFAULT_DATABASE_URL, Env, SecretUrl, millis_or, one_of, parse_in_range,
-    parse_opt_in_range, parse_or, secs_or, string_or,
+    ConfigError, Env, SecretUrl, millis_or, one_of, parse_in_range, parse_opt_in_range, parse_or,
+    secs_or, string_or,
 };
 use ingest_shared::nats::{ConsumerSettings, StreamSettings};
 use ingest_shared::search_index::SearchIndex;
@@ -66,7 +66,7 @@ impl Config {
         }
         Ok(Self {
             addr: parse_or(env, "WORKER_ADDR", SocketAddr::from(([0, 0, 0, 0], 8001)))?,
-            database_url: SecretUrl::new(string_or(env, "DATABASE_URL", DEFAULT_DATABASE_URL)),
+            database_url: ingest_shared::db::url_from_env(env)?,
             db_max_connections: parse_in_range(env, "WORKER_DB_MAX_CONNECTIONS", 4, 1..=1000)?,
             search_index: SearchIndex::from_env(env)?,
             nats: StreamSettings::from_env(env)?,

@@ -49,9 +49,10 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let metrics = telemetry::metrics_handle();
         crate::metrics::register();
-        let client = ingest_shared::nats::connect(&config.nats.url, "ingest-worker")
-            .await
-            .context("NATS_URL")?;
+        let client =
+            ingest_shared::nats::connect(&config.nats.url, &config.nats.auth, "ingest-worker")
+                .await
+                .context("NATS_URL")?;
         let jetstream = jetstream::ContextBuilder::new()
             .timeout(Duration::from_secs(5))
             .build(client.clone());

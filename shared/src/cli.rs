@@ -150,15 +150,16 @@ mod tests {
             names,
             [
                 "CLI_TEST_KEY",
+                "CLI_TEST_KEY_FILE",
                 "CLI_TEST_SIZE",
                 "CLI_TEST_NAME",
                 "CLI_TEST_DAYS"
             ]
         );
-        assert_eq!(vars[1].default.as_deref(), Some("5"));
-        assert_eq!(vars[1].range.as_deref(), Some("1..=10"));
-        assert!(vars[0].secret && !vars[1].secret);
-        assert_eq!(vars[3].default, None);
+        assert_eq!(vars[2].default.as_deref(), Some("5"));
+        assert_eq!(vars[2].range.as_deref(), Some("1..=10"));
+        assert!(vars[0].secret && vars[1].secret && !vars[2].secret);
+        assert_eq!(vars[4].default, None);
     }
 
     #[test]

@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
+mod files;
+pub use files::{read_file, readable_file, secret, secret_or};
+
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
 
@@ -14,6 +17,10 @@ pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
 pub enum ConfigError {
     #[error("invalid value for {name}: {reason}")]
     Invalid { name: &'static str, reason: String },
+    /// A variable whose name is built at run time (`NAME_FILE`), or two that conflict
+    /// (`NAME and NAME_FILE`).
+    #[error("{name}: {reason}")]
+    Var { name: String, reason: String },
 }
 
 /// Loads `.env` if present. Variables already in the environment win, as dotenvy never
@@ -221,17 +228,6 @@ pub fn string_or_var(env: &dyn Env, name: &str, fallback_name: &str, fallback: &
         .unwrap_or_else(|| fallback.to_owned())
 }
 
-/// A key or token with no default, exactly as set (the callers split and trim lists).
-pub fn secret(env: &dyn Env, name: &str) -> Option<SecretString> {
-    env.describe(VarDoc {
-        name: name.to_owned(),
-        default: None,
-        range: None,
-        secret: true,
-    });
-    env.get(name).map(SecretString::from)
-}
-
 pub fn millis_or(
     env: &dyn Env,
     name: &'static str,
@@ -250,17 +246,40 @@ pub fn secs_or(
     parse_in_range(env, name, default_s, range).map(Duration::from_secs)
 }
 
-/// A connection URL that may carry a password: printed without it.
+/// A connection URL that may carry a password, and the password to use when it carries none
+/// (`DATABASE_PASSWORD`): printed without either.
 #[derive(Clone)]
-pub struct SecretUrl(SecretString);
+pub struct SecretUrl {
+    url: SecretString,
+    password: Option<SecretString>,
+}
 
 impl SecretUrl {
     pub fn new(url: impl Into<String>) -> Self {
-        Self(SecretString::from(url.into()))
+        Self {
+            url: SecretString::from(url.into()),
+            password: None,
+        }
+    }
+
+    /// The password given apart from the URL, which db.rs sets on the connection options.
+    pub fn with_password(mut self, password: Option<SecretString>) -> Self {
+        self.password = password;
+        self
     }
 
     pub fn expose(&self) -> &str {
-        self.0.expose_secret()
+        self.url.expose_secret()
+    }
+
+    pub fn expose_password(&self) -> Option<&str> {
+        self.password.as_ref().map(|p| p.expose_secret())
+    }
+}
+
+impl PartialEq for SecretUrl {
+    fn eq(&self, other: &Self) -> bool {
+        self.expose() == other.expose() && self.expose_password() == other.expose_password()
     }
 }
 
@@ -273,10 +292,14 @@ impl fmt::Debug for SecretUrl {
                 let userinfo = &url[scheme_end + 3..at];
                 let user = userinfo.split(':').next().unwrap_or("");
                 let masked = if userinfo.contains(':') { ":***" } else { "" };
-                write!(f, "{}{user}{masked}{}", &url[..scheme_end + 3], &url[at..])
+                write!(f, "{}{user}{masked}{}", &url[..scheme_end + 3], &url[at..])?;
             }
-            _ => f.write_str(url),
+            _ => f.write_str(url)?,
         }
+        if self.password.is_some() {
+            f.write_str(" (password: ***)")?;
+        }
+        Ok(())
     }
 }
 
@@ -321,6 +344,14 @@ mod tests {
         );
         let err = one_of(&env(&[("X", "btree")]), "X", "trigram", &allowed).unwrap_err();
         assert!(err.to_string().contains("X") && err.to_string().contains("trigram, none"));
+    }
+
+    #[test]
+    fn secret_url_hides_a_separate_password() {
+        let url = SecretUrl::new("postgres://app@db:5432/x")
+            .with_password(Some(SecretString::from("hunter2")));
+        let shown = format!("{url:?}");
+        assert_eq!(shown, "postgres://app@db:5432/x (password: ***)");
     }
 
     #[test]

@@ -2,12 +2,62 @@
 
 use std::time::Duration;
 
+use secrecy::ExposeSecret;
+
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
-use crate::config::SecretUrl;
+use crate::config::{ConfigError, DEFAULT_DATABASE_URL, Env, SecretUrl, secret, secret_or};
 
 pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
+
+/// `DATABASE_URL` (or `DATABASE_URL_FILE`, the whole URL from a file, as CloudNativePG's `uri`
+/// key holds it), with `DATABASE_PASSWORD` (or `_FILE`) applied when the URL carries none: the
+/// URL can then sit in a ConfigMap and only the password in a Secret.
+pub fn url_from_env(env: &dyn Env) -> Result<SecretUrl, ConfigError> {
+    let url = secret_or(env, "DATABASE_URL", Some(DEFAULT_DATABASE_URL))?;
+    let url = url
+        .as_ref()
+        .map_or(DEFAULT_DATABASE_URL, |u| u.expose_secret());
+    with_password(env, "DATABASE_URL", url)
+}
+
+/// `DATABASE_READ_URL` (or `_FILE`) with the same password rule; unset, `primary`.
+pub fn read_url_from_env(env: &dyn Env, primary: &SecretUrl) -> Result<SecretUrl, ConfigError> {
+    match secret_or(env, "DATABASE_READ_URL", Some("DATABASE_URL"))? {
+        Some(url) => with_password(env, "DATABASE_READ_URL", url.expose_secret()),
+        None => Ok(primary.clone()),
+    }
+}
+
+fn with_password(env: &dyn Env, name: &str, url: &str) -> Result<SecretUrl, ConfigError> {
+    let password = secret(env, "DATABASE_PASSWORD")?;
+    if password.is_some() && carries_password(url) {
+        return Err(ConfigError::Var {
+            name: format!("{name} and DATABASE_PASSWORD"),
+            reason: "the URL carries a password and DATABASE_PASSWORD is set; set one".into(),
+        });
+    }
+    Ok(SecretUrl::new(url).with_password(password))
+}
+
+/// Whether a Postgres URL holds a password, in its user info or as `?password=`. A URL that does
+/// not parse holds none here; sqlx then names what is wrong with it when the pool is built.
+fn carries_password(url: &str) -> bool {
+    url::Url::parse(url).is_ok_and(|url| {
+        url.password().is_some_and(|p| !p.is_empty())
+            || url.query_pairs().any(|(key, _)| key == "password")
+    })
+}
+
+/// The options a pool connects with: the URL, and the password given apart from it.
+pub fn connect_options(url: &SecretUrl) -> Result<PgConnectOptions, sqlx::Error> {
+    let options: PgConnectOptions = url.expose().parse()?;
+    Ok(match url.expose_password() {
+        Some(password) => options.password(password),
+        None => options,
+    })
+}
 
 /// A pool that connects on first use, so a binary starts (and reports not-ready) while Postgres
 /// is still down instead of refusing to start.
@@ -16,7 +66,7 @@ pub fn lazy_pool(
     max_connections: u32,
     acquire_timeout: Duration,
 ) -> Result<PgPool, sqlx::Error> {
-    let options: PgConnectOptions = url.expose().parse()?;
+    let options = connect_options(url)?;
     Ok(pool_options(&options)
         .max_connections(max_connections)
         .acquire_timeout(acquire_timeout)
@@ -160,4 +210,62 @@ pub async fn schema_ready(pool: &PgPool) -> Result<bool, sqlx::Error> {
                 _ => Err(e),
             })?;
     Ok(applied == Some(true))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn the_password_applies_to_urls_without_one() {
+        let vars = env(&[
+            ("DATABASE_URL", "postgres://app@db/ingest"),
+            ("DATABASE_READ_URL", "postgres://app@replica/ingest"),
+            ("DATABASE_PASSWORD", "hunter2"),
+        ]);
+        let primary = url_from_env(&vars).unwrap();
+        let read = read_url_from_env(&vars, &primary).unwrap();
+        for url in [&primary, &read] {
+            assert_eq!(url.expose_password(), Some("hunter2"));
+            let options = format!("{:?}", connect_options(url).unwrap());
+            assert!(options.contains("hunter2"), "{options}");
+            assert!(!format!("{url:?}").contains("hunter2"));
+        }
+        let unset = env(&[("DATABASE_URL", "postgres://app@db/ingest")]);
+        let same = read_url_from_env(&unset, &url_from_env(&unset).unwrap()).unwrap();
+        assert_eq!(same.expose(), "postgres://app@db/ingest");
+        assert_eq!(same.expose_password(), None);
+    }
+
+    #[test]
+    fn a_url_with_a_password_and_database_password_is_an_error_naming_both() {
+        for url in [
+            "postgres://app:pw@db/ingest",
+            "postgres://app@db/ingest?password=pw",
+        ] {
+            let vars = env(&[("DATABASE_URL", url), ("DATABASE_PASSWORD", "hunter2")]);
+            let err = url_from_env(&vars).unwrap_err().to_string();
+            assert!(err.contains("DATABASE_URL and DATABASE_PASSWORD"), "{err}");
+            assert!(!err.contains("hunter2") && !err.contains("pw@"), "{err}");
+        }
+        let vars = env(&[
+            ("DATABASE_URL", "postgres://app@db/ingest"),
+            ("DATABASE_READ_URL", "postgres://app:pw@replica/ingest"),
+            ("DATABASE_PASSWORD", "hunter2"),
+        ]);
+        let primary = url_from_env(&vars).unwrap();
+        let err = read_url_from_env(&vars, &primary).unwrap_err().to_string();
+        assert!(
+            err.contains("DATABASE_READ_URL and DATABASE_PASSWORD"),
+            "{err}"
+        );
+    }
 }

@@ -1,15 +1,21 @@
 //! The JetStream topology: one WorkQueue stream and one durable pull consumer that every worker
 //! shares. Whichever binary starts first creates them; both reconcile idempotently.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer, stream};
+use secrecy::{ExposeSecret, SecretString};
 
-use crate::config::{ConfigError, Env, parse_in_range, secs_or, string_or};
+use crate::config::{
+    ConfigError, Env, parse_in_range, read_file, readable_file, secret, secs_or, string_or,
+};
 
 #[derive(Debug, Clone)]
 pub struct StreamSettings {
     pub url: String,
+    /// How the connection proves who it is and checks the server (credentials, nkey, TLS).
+    pub auth: NatsAuth,
     pub stream: String,
     pub subject: String,
     pub duplicate_window: Duration,
@@ -32,6 +38,7 @@ impl StreamSettings {
         }
         Ok(Self {
             url: string_or(env, "NATS_URL", crate::config::DEFAULT_NATS_URL),
+            auth: NatsAuth::from_env(env)?,
             stream: string_or(env, "NATS_STREAM", "MESSAGES"),
             subject: string_or(env, "NATS_SUBJECT", "ingest.messages"),
             duplicate_window: secs_or(env, "NATS_DUPLICATE_WINDOW_SECS", 120, 1..=86_400)?,
@@ -67,15 +74,131 @@ pub fn server_list(url: &str) -> Vec<&str> {
         .collect()
 }
 
+/// The connection's credentials and TLS files, read and checked once at start: a file that
+/// cannot be read stops the binary naming its variable, while credentials the server refuses
+/// leave it running, not ready, logging the server's answer.
+#[derive(Clone, Default)]
+pub struct NatsAuth {
+    /// `NATS_CREDS_FILE`: a user JWT and its nkey seed, as `nsc` writes them.
+    creds: Option<(PathBuf, SecretString)>,
+    /// `NATS_NKEY` / `NATS_NKEY_FILE`: a user nkey seed (`SU...`).
+    nkey_seed: Option<SecretString>,
+    /// `NATS_TLS_CA_FILE`: the CAs the server's certificate must chain to, instead of the
+    /// system's.
+    tls_ca: Option<PathBuf>,
+    /// `NATS_TLS_CERT_FILE` and `NATS_TLS_KEY_FILE`: a client certificate for servers that
+    /// verify clients.
+    client_cert: Option<(PathBuf, PathBuf)>,
+}
+
+impl NatsAuth {
+    pub fn from_env(env: &dyn Env) -> Result<Self, ConfigError> {
+        let creds = match readable_file(env, "NATS_CREDS_FILE")? {
+            Some(path) => {
+                let text = read_file("NATS_CREDS_FILE", &path.to_string_lossy())?;
+                // Parsed now, so that a malformed file stops the binary at start.
+                async_nats::ConnectOptions::new()
+                    .credentials(&text)
+                    .map_err(|e| invalid("NATS_CREDS_FILE", format!("{}: {e}", path.display())))?;
+                Some((path, SecretString::from(text)))
+            }
+            None => None,
+        };
+        let nkey_seed = secret(env, "NATS_NKEY")?
+            .map(|seed| SecretString::from(seed.expose_secret().trim().to_owned()));
+        if let Some(seed) = &nkey_seed {
+            nkeys::KeyPair::from_seed(seed.expose_secret()).map_err(|e| {
+                invalid(
+                    "NATS_NKEY or NATS_NKEY_FILE",
+                    format!("not a user nkey seed: {e}"),
+                )
+            })?;
+        }
+        if creds.is_some() && nkey_seed.is_some() {
+            return Err(invalid(
+                "NATS_CREDS_FILE and NATS_NKEY",
+                "both are set; a connection authenticates one way".into(),
+            ));
+        }
+        let tls_ca = readable_file(env, "NATS_TLS_CA_FILE")?;
+        let cert = readable_file(env, "NATS_TLS_CERT_FILE")?;
+        let key = readable_file(env, "NATS_TLS_KEY_FILE")?;
+        let client_cert = match (cert, key) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            _ => {
+                return Err(invalid(
+                    "NATS_TLS_CERT_FILE and NATS_TLS_KEY_FILE",
+                    "a client certificate needs both".into(),
+                ));
+            }
+        };
+        Ok(Self {
+            creds,
+            nkey_seed,
+            tls_ca,
+            client_cert,
+        })
+    }
+
+    /// Whether a TLS file is given: the connection then refuses to go on without TLS rather
+    /// than leave the file unused.
+    fn wants_tls(&self) -> bool {
+        self.tls_ca.is_some() || self.client_cert.is_some()
+    }
+
+    fn apply(
+        &self,
+        mut options: async_nats::ConnectOptions,
+    ) -> std::io::Result<async_nats::ConnectOptions> {
+        if let Some((_, creds)) = &self.creds {
+            options = options.credentials(creds.expose_secret())?;
+        }
+        if let Some(seed) = &self.nkey_seed {
+            options = options.nkey(seed.expose_secret().to_owned());
+        }
+        if let Some(ca) = &self.tls_ca {
+            options = options.add_root_certificates(ca.clone());
+        }
+        if let Some((cert, key)) = &self.client_cert {
+            options = options.add_client_certificate(cert.clone(), key.clone());
+        }
+        if self.wants_tls() {
+            options = options.require_tls(true);
+        }
+        Ok(options)
+    }
+}
+
+fn invalid(name: &str, reason: String) -> ConfigError {
+    ConfigError::Var {
+        name: name.to_owned(),
+        reason,
+    }
+}
+
+/// Says which credentials are set and where files are; never what they hold.
+impl std::fmt::Debug for NatsAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsAuth")
+            .field("creds_file", &self.creds.as_ref().map(|(path, _)| path))
+            .field("nkey", &self.nkey_seed.as_ref().map(|_| "***"))
+            .field("tls_ca", &self.tls_ca)
+            .field("client_cert", &self.client_cert)
+            .finish()
+    }
+}
+
 /// Connects in the background: the call returns at once and the client keeps reconnecting for
-/// ever, so a binary starts (not ready) while NATS is down and recovers by itself. With several
-/// servers in `url`, it fails over between them.
+/// ever, so a binary starts (not ready) while NATS is down, or refuses its credentials, and
+/// recovers by itself. With several servers in `url`, it fails over between them.
 pub async fn connect(
     url: &str,
+    auth: &NatsAuth,
     name: &str,
 ) -> Result<async_nats::Client, async_nats::ConnectError> {
     let name_owned = name.to_owned();
-    async_nats::ConnectOptions::new()
+    let options = async_nats::ConnectOptions::new()
         .name(name)
         .retry_on_initial_connect()
         .connection_timeout(Duration::from_secs(2))
@@ -89,10 +212,21 @@ pub async fn connect(
                     async_nats::Event::Disconnected => {
                         tracing::warn!(client = %name, "nats disconnected")
                     }
+                    // A refused login or a failed TLS handshake shows here, on every attempt.
+                    async_nats::Event::ClientError(error) => {
+                        tracing::warn!(client = %name, %error, "nats connection failed")
+                    }
+                    async_nats::Event::ServerError(error) => {
+                        tracing::warn!(client = %name, %error, "nats server error")
+                    }
                     other => tracing::info!(client = %name, event = %other, "nats event"),
                 }
             }
-        })
+        });
+    auth.apply(options)
+        .map_err(|e| {
+            async_nats::ConnectError::with_source(async_nats::ConnectErrorKind::Authentication, e)
+        })?
         .connect(server_list(url))
         .await
 }
@@ -172,16 +306,18 @@ impl ConsumerSettings {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
     use std::collections::HashMap;
 
-    use super::{StreamSettings, server_list};
-
-    fn settings(vars: &[(&str, &str)]) -> Result<StreamSettings, crate::config::ConfigError> {
-        let env: HashMap<String, String> = vars
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
             .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        StreamSettings::from_env(&env)
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn settings(vars: &[(&str, &str)]) -> Result<StreamSettings, ConfigError> {
+        StreamSettings::from_env(&env(vars))
     }
 
     #[test]
@@ -192,6 +328,55 @@ mod tests {
         let zero = settings(&[("NATS_MAX_MSGS", "0")]).unwrap_err().to_string();
         assert!(zero.contains("NATS_MAX_MSGS"), "{zero}");
         assert!(settings(&[("NATS_MAX_MSGS", "-2")]).is_err());
+    }
+
+    #[test]
+    fn a_missing_file_is_an_error_naming_its_variable() {
+        for name in [
+            "NATS_CREDS_FILE",
+            "NATS_NKEY_FILE",
+            "NATS_TLS_CA_FILE",
+            "NATS_TLS_CERT_FILE",
+        ] {
+            let vars = env(&[(name, "/nonexistent/nats/file")]);
+            let err = NatsAuth::from_env(&vars).unwrap_err().to_string();
+            assert!(
+                err.contains(name) && err.contains("/nonexistent/nats/file"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_certificate_without_its_key_is_an_error_naming_both() {
+        let cert = std::env::temp_dir().join(format!("ingest-nats-cert-{}", std::process::id()));
+        std::fs::write(&cert, "-----BEGIN CERTIFICATE-----\n").unwrap();
+        let vars = env(&[("NATS_TLS_CERT_FILE", cert.to_str().unwrap())]);
+        let err = NatsAuth::from_env(&vars).unwrap_err().to_string();
+        std::fs::remove_file(&cert).unwrap();
+        assert!(
+            err.contains("NATS_TLS_CERT_FILE and NATS_TLS_KEY_FILE"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_nkey_seed_is_checked_and_never_printed() {
+        let pair = nkeys::KeyPair::new_user();
+        let seed = pair.seed().unwrap();
+        let auth = NatsAuth::from_env(&env(&[("NATS_NKEY", &seed)])).unwrap();
+        let settings = format!("{auth:?}");
+        assert!(
+            !settings.contains(&seed) && settings.contains("***"),
+            "{settings}"
+        );
+        let err = NatsAuth::from_env(&env(&[("NATS_NKEY", "SUNOTASEED")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("NATS_NKEY") && !err.contains("SUNOTASEED"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -323,7 +323,10 @@ impl Drop for TestEnv {
                 .build()
                 .expect("cleanup runtime");
             runtime.block_on(async move {
-                pool.close().await;
+                // The pool's connections belong to the test's runtime, which is blocked in this
+                // drop: when one is still on its way back to the pool (a test that panicked
+                // mid-query), `close` would wait for it for ever. FORCE below ends them anyway.
+                let _ = tokio::time::timeout(Duration::from_secs(2), pool.close()).await;
                 if let Ok(mut conn) = PgConnection::connect(&admin).await {
                     let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
                         "DROP DATABASE IF EXISTS \"{db_name}\" WITH (FORCE)"

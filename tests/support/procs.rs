@@ -120,6 +120,8 @@ pub struct NatsServer {
     pub port: u16,
     store: PathBuf,
     log: PathBuf,
+    /// A config file to start from instead of the plain JetStream flags.
+    config: Option<PathBuf>,
     child: Option<Child>,
 }
 
@@ -130,6 +132,23 @@ impl NatsServer {
             port: free_port(),
             store: dir.join("nats"),
             log: dir.join("nats.log"),
+            config: None,
+            child: None,
+        };
+        server.spawn().await;
+        server
+    }
+
+    /// Starts nats-server from `config` (written to `dir/nats.conf`), which must make it
+    /// listen on 127.0.0.1:`port`: for TLS and users, which have no command-line flags.
+    pub async fn start_with_config(dir: &Path, port: u16, config: &str) -> Self {
+        let path = dir.join("nats.conf");
+        std::fs::write(&path, config).expect("write nats.conf");
+        let mut server = Self {
+            port,
+            store: dir.join("nats"),
+            log: dir.join("nats.log"),
+            config: Some(path),
             child: None,
         };
         server.spawn().await;
@@ -154,16 +173,20 @@ impl NatsServer {
         assert!(self.child.is_none(), "nats-server already running");
         let (out, err) = log_file(&self.log);
         let mut command = Command::new(Self::binary());
+        match &self.config {
+            Some(config) => command.arg("-c").arg(config),
+            None => command
+                .args([
+                    "-a",
+                    "127.0.0.1",
+                    "-p",
+                    &self.port.to_string(),
+                    "-js",
+                    "-sd",
+                ])
+                .arg(&self.store),
+        };
         command
-            .args([
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-js",
-                "-sd",
-            ])
-            .arg(&self.store)
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
